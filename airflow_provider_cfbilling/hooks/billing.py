@@ -1,0 +1,521 @@
+"""Hook for Cloudflare's PayGo billable-usage API: authentication, HTTP, retries and path fallback.
+
+Only this module talks HTTP. It imports nothing heavier than requests, so a DAG file that imports an
+operator or sensor of this provider stays cheap to parse.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import platform
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
+
+from airflow_provider_cfbilling import DISTRIBUTION_NAME, __version__
+from airflow_provider_cfbilling.exceptions import (
+    CloudflareAPIError,
+    CloudflareAuthenticationError,
+    CloudflareBillingError,
+    CloudflareBillingInputError,
+    CloudflareConnectionError,
+    CloudflarePermissionError,
+    CloudflareRateLimitError,
+    CloudflareResponseError,
+    CloudflareRouteNotFoundError,
+    CloudflareServerError,
+)
+from airflow_provider_cfbilling.utils.validation import validate_account_id, validate_window
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRY_WAIT = 60.0
+
+# The brief's path first, then its successors, newest first (see docs: the endpoint has moved twice).
+USAGE_PATHS = (
+    "/accounts/{account_id}/billing/usage/paygo",
+    "/accounts/{account_id}/billable-usage",
+    "/accounts/{account_id}/paygo-usage",
+)
+INFO_PATHS = (
+    "/accounts/{account_id}/billable-usage/info",
+    "/accounts/{account_id}/paygo-usage-info",
+)
+NO_ROUTE_CODES = frozenset({7000, 7003})
+AUTHENTICATION_CODES = frozenset({9106, 6003, 10000})
+PERMISSION_CODES = frozenset({9109})
+RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+USER_AGENT = (
+    f"{DISTRIBUTION_NAME}/{__version__} requests/{requests.__version__} python/{platform.python_version()}"
+)
+
+
+@dataclass(frozen=True)
+class _ConnectionSettings:
+    """What the hook reads from the Airflow connection, validated once. Credentials stay out of repr."""
+
+    conn_id: str
+    base_url: str
+    headers: dict[str, str] = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    account_id: Any
+    timeout: float
+    max_retry_wait: float
+    usage_path: str
+    info_path: str
+    verify: bool | str
+
+
+class CloudflareBillingHook(BaseHook):
+    """
+    Interact with Cloudflare's PayGo billable-usage API.
+
+    The connection (type ``cloudflare``) holds the API token with the *Billing Read* permission in
+    ``password``. With ``login`` set to an email, ``password`` is read as a Global API key instead and
+    the legacy ``X-Auth-Email``/``X-Auth-Key`` headers are sent. ``host`` may override the API base URL.
+    Extras: ``account_id`` (default account), ``timeout``, ``max_retry_wait``, ``usage_path``,
+    ``info_path``, ``verify`` (TLS verification, or a CA bundle path) and ``allow_insecure_http``.
+
+    :param cloudflare_conn_id: The Airflow connection id. Default ``cloudflare_default``.
+    :param timeout: Seconds to wait for a connection and for each read; overrides the connection's
+        ``timeout`` extra (default 30).
+    :param max_retry_wait: Total seconds the hook may sleep between retries of one call; overrides the
+        connection's ``max_retry_wait`` extra (default 60). A 429 asking for longer raises
+        :class:`~airflow_provider_cfbilling.exceptions.CloudflareRateLimitError` at once.
+    """
+
+    conn_name_attr = "cloudflare_conn_id"
+    default_conn_name = "cloudflare_default"
+    conn_type = "cloudflare"
+    hook_name = "Cloudflare"
+
+    def __init__(
+        self,
+        cloudflare_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retry_wait: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.cloudflare_conn_id = cloudflare_conn_id
+        self._timeout = timeout
+        self._max_retry_wait = max_retry_wait
+        # Path template that answered last, per endpoint kind: tried first from then on.
+        self._resolved_paths: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(cloudflare_conn_id={self.cloudflare_conn_id!r})"
+
+    # -- connection -------------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> _ConnectionSettings:
+        """The connection's settings, validated; credentials are registered with Airflow's masker."""
+        conn = self.get_connection(self.cloudflare_conn_id)
+        where = f"connection '{self.cloudflare_conn_id}'"
+        extra = conn.extra_dejson
+        secret = conn.password or ""
+        if not secret.strip():
+            raise CloudflareBillingInputError(
+                f"{where} has no credentials: put a Cloudflare API token with the Billing Read permission "
+                "in its password field (or a Global API key, with the account email in login)."
+            )
+        secret = secret.strip()
+        mask_secret(secret)
+        if conn.login:
+            headers = {"X-Auth-Email": conn.login.strip(), "X-Auth-Key": secret}
+        else:
+            headers = {"Authorization": f"Bearer {secret}"}
+            mask_secret(headers["Authorization"])
+        headers["User-Agent"] = USER_AGENT
+        headers["Accept"] = "application/json"
+
+        base_url = _validate_base_url(
+            conn.host or DEFAULT_BASE_URL, where, _as_bool(extra.get("allow_insecure_http"), where)
+        )
+        return _ConnectionSettings(
+            conn_id=self.cloudflare_conn_id,
+            base_url=base_url,
+            headers=headers,
+            secrets=(secret,),
+            account_id=extra.get("account_id"),
+            timeout=_positive_number(
+                self._timeout if self._timeout is not None else extra.get("timeout", DEFAULT_TIMEOUT),
+                f"{where} extra 'timeout'",
+                allow_zero=False,
+            ),
+            max_retry_wait=_positive_number(
+                self._max_retry_wait
+                if self._max_retry_wait is not None
+                else extra.get("max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
+                f"{where} extra 'max_retry_wait'",
+                allow_zero=True,
+            ),
+            usage_path=_validate_path_template(
+                extra.get("usage_path") or USAGE_PATHS[0], where, "usage_path"
+            ),
+            info_path=_validate_path_template(extra.get("info_path") or INFO_PATHS[0], where, "info_path"),
+            verify=extra.get("verify", True),
+        )
+
+    @property
+    def account_id(self) -> str:
+        """The connection's default account id (``account_id`` extra), validated."""
+        return validate_account_id(
+            self.settings.account_id, f"connection '{self.cloudflare_conn_id}' extra 'account_id'"
+        )
+
+    def get_conn(self) -> requests.Session:
+        """A requests Session carrying the auth headers; connections are reused across calls."""
+        return self._session
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.update(self.settings.headers)
+        session.verify = self.settings.verify
+        return session
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def get_paygo_usage(
+        self,
+        account_id: str | None = None,
+        from_: Any = None,
+        to: Any = None,
+    ) -> list[dict[str, Any]]:
+        """
+        Return the account's billable usage records (``GET .../billing/usage/paygo``).
+
+        Without ``from_`` and ``to`` the API answers with the current billing period. With both, they
+        are sent as UTC dates (``YYYY-MM-DD``); how the API reads ``to`` (inclusive or not) is the API's.
+
+        :param account_id: The account; default: the connection's ``account_id`` extra.
+        :param from_: Start of the window: a date, an aware datetime (its UTC date), or an ISO string.
+        :param to: End of the window, same types as ``from_``. Give both or neither.
+        :return: One dict per record, keyed by the API's field names, exactly as the API sent them.
+        """
+        account = self._account(account_id)
+        window = validate_window(from_, to)
+        params = {"from": window[0].isoformat(), "to": window[1].isoformat()} if window else None
+        result = self._get("usage", account, params)
+        if not isinstance(result, list) or not all(isinstance(row, dict) for row in result):
+            raise CloudflareResponseError(
+                f"Cloudflare answered the usage call for account {account} with a 'result' of type "
+                f"{_describe_type(result)}, not a list of records. This is not 'no usage' (that is []); "
+                "the API or a proxy misbehaved: retry later, and report it if it persists."
+            )
+        return result
+
+    def get_billing_info(self, account_id: str | None = None) -> dict[str, Any]:
+        """
+        Return the account's billing info: ``{"covered": bool, "subscriptions": [...]}``.
+
+        Each subscription carries ``id``, ``billing_cycle_anchor_timestamp``, ``start_timestamp`` and
+        optionally ``end_timestamp``: what the billing-period arithmetic needs.
+
+        :param account_id: The account; default: the connection's ``account_id`` extra.
+        """
+        account = self._account(account_id)
+        result = self._get("info", account, None)
+        if not isinstance(result, dict):
+            raise CloudflareResponseError(
+                f"Cloudflare answered the billing-info call for account {account} with a 'result' of type "
+                f"{_describe_type(result)}, not an object with 'covered' and 'subscriptions'."
+            )
+        return result
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the credentials and the Billing Read permission with one cheap call on the account."""
+        try:
+            account = self.account_id
+            try:
+                info = self.get_billing_info(account)
+                detail = f"{len(info.get('subscriptions') or [])} subscription(s)"
+            except CloudflareRouteNotFoundError:
+                # Accounts without the info endpoint still answer the usage call.
+                detail = f"{len(self.get_paygo_usage(account))} usage record(s) this period"
+        except CloudflareBillingError as exc:
+            return False, str(exc)
+        return (
+            True,
+            f"Connected to {self.settings.base_url}: billing of account {account} is readable ({detail}).",
+        )
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _account(self, account_id: str | None) -> str:
+        if account_id is None:
+            return self.account_id
+        return validate_account_id(account_id, "the account_id argument")
+
+    def _path_candidates(self, kind: str) -> list[str]:
+        configured = self.settings.usage_path if kind == "usage" else self.settings.info_path
+        known = USAGE_PATHS if kind == "usage" else INFO_PATHS
+        ordered = [self._resolved_paths.get(kind, configured), configured, *known]
+        return list(dict.fromkeys(ordered))
+
+    def _get(self, kind: str, account_id: str, params: Mapping[str, str] | None) -> Any:
+        """GET an endpoint, falling back to the next known path when one answers "no route"."""
+        tried: list[str] = []
+        last_error: CloudflareRouteNotFoundError | None = None
+        for template in self._path_candidates(kind):
+            path = template.format(account_id=account_id)
+            try:
+                result = self._request(path, account_id, params)
+            except CloudflareRouteNotFoundError as exc:
+                tried.append(path)
+                last_error = exc
+                continue
+            if self._resolved_paths.get(kind) != template:
+                self._resolved_paths[kind] = template
+                if tried:
+                    self.log.warning(
+                        "Cloudflare %s endpoint moved: %s answered 'no route'; using %s for this hook's life.",
+                        kind,
+                        ", ".join(tried),
+                        template,
+                    )
+                else:
+                    self.log.info("Cloudflare %s endpoint: using %s", kind, template)
+            return result
+        assert last_error is not None
+        raise CloudflareRouteNotFoundError(
+            status=last_error.status,
+            errors=last_error.errors,
+            account_id=account_id,
+            path=", ".join(tried),
+            advice=(
+                f"None of the known {kind} paths answered. Check the account id, then look up the current "
+                f"path in Cloudflare's API docs and set it in the connection extra '{kind}_path' "
+                "(with {account_id} in it)."
+            ),
+        )
+
+    def _request(self, path: str, account_id: str, params: Mapping[str, str] | None) -> Any:
+        """One logical call: retried on 429/5xx/network errors within ``max_retry_wait`` seconds."""
+        budget = self.settings.max_retry_wait
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda exc: _is_transient(exc, budget)),
+            wait=_wait_for(budget),
+            stop=tenacity.stop_before_delay(budget),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        return retrying(self._request_once, path, account_id, params)
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        sleep = state.next_action.sleep if state.next_action else 0.0
+        self.log.warning(
+            "Cloudflare call failed (attempt %d): %s. Retrying in %.1f s.",
+            state.attempt_number,
+            error,
+            sleep,
+        )
+
+    def _request_once(self, path: str, account_id: str, params: Mapping[str, str] | None) -> Any:
+        url = self.settings.base_url + path
+        try:
+            response = self._session.get(url, params=params, timeout=self.settings.timeout)
+            body = response.content
+        except requests.RequestException as exc:
+            raise CloudflareConnectionError(
+                f"Could not reach the Cloudflare API at {self.settings.base_url} for account {account_id} "
+                f"on {path}: {self._redact(type(exc).__name__ + ': ' + str(exc))}. Check the network and "
+                "the connection's host; transient failures were retried."
+            ) from None
+        return self._parse(response.status_code, response.headers, body, account_id, path)
+
+    def _parse(self, status: int, headers: Mapping[str, str], body: bytes, account_id: str, path: str) -> Any:
+        """Turn one HTTP answer into the envelope's ``result``, or the matching exception."""
+        envelope: Any = None
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            envelope = None
+        if not isinstance(envelope, dict) or "success" not in envelope:
+            snippet = self._redact(body[:160].decode("utf-8", "replace")).strip()
+            if status >= 500 or status == 429:
+                raise _api_error(status, [], account_id, path, headers, self.settings.max_retry_wait)
+            raise CloudflareResponseError(
+                f"Cloudflare answered HTTP {status} for account {account_id} on {path} with a body that is "
+                f"not a Cloudflare JSON envelope ({len(body)} bytes, starting {snippet[:80]!r}). A proxy or an "
+                "incomplete answer; retry later."
+            )
+        errors = envelope.get("errors") or []
+        if 200 <= status < 300 and envelope.get("success") is True:
+            return envelope.get("result")
+        if 200 <= status < 300:
+            raise CloudflareAPIError(
+                status=status,
+                errors=errors,
+                account_id=account_id,
+                path=path,
+                advice="Cloudflare reported success: false on HTTP 200; no data was used. Retry later.",
+            )
+        raise _api_error(status, errors, account_id, path, headers, self.settings.max_retry_wait)
+
+    def _redact(self, text: str) -> str:
+        for secret in self.settings.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+# -- module helpers (pure) ------------------------------------------------------------------------
+
+
+def _api_error(
+    status: int,
+    errors: list[dict[str, Any]],
+    account_id: str,
+    path: str,
+    headers: Mapping[str, str],
+    max_retry_wait: float,
+) -> CloudflareAPIError:
+    """Map an error answer to the exception a user can act on."""
+    codes = {e.get("code") for e in errors if isinstance(e, dict)}
+    common: dict[str, Any] = {"status": status, "errors": errors, "account_id": account_id, "path": path}
+    if status == 429:
+        retry_after = _retry_after_seconds(headers)
+        return CloudflareRateLimitError(
+            retry_after=retry_after,
+            advice=(
+                f"Rate limited: Cloudflare asked to wait {retry_after:.0f} s (this hook waits at most "
+                f"{max_retry_wait:.0f} s in total). Cloudflare allows 1,200 requests per 5 minutes per token; "
+                "spread the load or retry after the wait."
+            ),
+            **common,
+        )
+    if status == 404 and (codes & NO_ROUTE_CODES or not codes):
+        return CloudflareRouteNotFoundError(
+            advice="No route: the path moved or the account id is not routable.", **common
+        )
+    if codes & AUTHENTICATION_CODES:
+        return CloudflareAuthenticationError(
+            advice=(
+                "The credentials were rejected: they are missing, malformed, wrong or expired. Put a valid API "
+                "token in the connection's password (or a Global API key with the account email in login)."
+            ),
+            **common,
+        )
+    if codes & PERMISSION_CODES or status == 403:
+        return CloudflarePermissionError(
+            advice=(
+                f"The credentials may not read billing for account {account_id}: the API token needs the "
+                "'Billing Read' permission on that account, and the account must be a PayGo (self-serve) "
+                "account."
+            ),
+            **common,
+        )
+    if status >= 500:
+        return CloudflareServerError(
+            advice="Cloudflare had a server error; it was retried. Retry later or check cloudflarestatus.com.",
+            **common,
+        )
+    if 1183 in codes:
+        return CloudflareAPIError(
+            advice="The API rejected the request parameters: check from_/to (ISO dates, from_ <= to).",
+            **common,
+        )
+    return CloudflareAPIError(advice="The request was rejected; see Cloudflare's error message.", **common)
+
+
+def _retry_after_seconds(headers: Mapping[str, str]) -> float:
+    """Seconds from ``Retry-After`` (delta-seconds or an HTTP date); 0 when absent or unreadable."""
+    value = headers.get("Retry-After")
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(Retry(0).parse_retry_after(value)))
+    except InvalidHeader:
+        return 0.0
+
+
+def _is_transient(exc: BaseException, budget: float) -> bool:
+    """Worth retrying: network failures, 5xx, and 429s whose wait fits in the retry budget."""
+    if isinstance(exc, CloudflareRateLimitError):
+        return exc.retry_after <= budget
+    return isinstance(exc, (CloudflareConnectionError, CloudflareServerError))
+
+
+def _wait_for(budget: float) -> Callable[[tenacity.RetryCallState], float]:
+    """Honour ``Retry-After`` when the API sent one; otherwise exponential backoff with jitter."""
+    backoff = tenacity.wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, CloudflareRateLimitError) and error.retry_after > 0:
+            # A little jitter so many workers released by the same Retry-After do not stampede.
+            return min(budget, error.retry_after + random.uniform(0, 0.25))
+        return float(backoff(state))
+
+    return wait
+
+
+def _validate_base_url(url: str, where: str, allow_insecure_http: bool) -> str:
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise CloudflareBillingInputError(
+            f"{where} host {url!r} is not an API base URL: use a full URL such as {DEFAULT_BASE_URL!r}, "
+            "or leave host empty for the default."
+        )
+    if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
+        raise CloudflareBillingInputError(
+            f"{where} host {url!r} uses plain http: the API token would travel unencrypted. Use https, or "
+            "set the extra 'allow_insecure_http': true if this is deliberate (e.g. a local proxy)."
+        )
+    return url
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_path_template(template: Any, where: str, name: str) -> str:
+    if not isinstance(template, str) or not template.startswith("/") or "{account_id}" not in template:
+        raise CloudflareBillingInputError(
+            f"{where} extra '{name}' is {template!r}: it must be a path starting with '/' that contains "
+            "'{account_id}', e.g. '/accounts/{account_id}/billable-usage'."
+        )
+    return template
+
+
+def _positive_number(value: Any, where: str, *, allow_zero: bool) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (number > 0 or (allow_zero and number == 0)):
+        raise CloudflareBillingInputError(f"{where} is {value!r}: it must be a positive number of seconds.")
+    return number
+
+
+def _as_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise CloudflareBillingInputError(f"{where} extra 'allow_insecure_http' is {value!r}: use true or false.")
+
+
+def _describe_type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

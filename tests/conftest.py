@@ -1,0 +1,151 @@
+"""Shared fixtures: a throw-away Airflow home, the Cloudflare API simulator, and a DAG runner.
+
+Airflow reads its configuration when first imported, so the environment is set here, at the top of the
+first module pytest imports, before anything imports ``airflow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_DAGS = REPO_ROOT / "example_dags"
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cfbilling-airflow-home-"))
+_DAGS_FOLDER = _AIRFLOW_HOME / "dags"
+_DAGS_FOLDER.mkdir()
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    }
+)
+# A connection left over from the developer's shell must not leak into the tests.
+os.environ.pop("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", None)
+
+
+def airflow_env() -> dict[str, str]:
+    """The environment for an ``airflow`` subprocess that shares the tests' Airflow home."""
+    return dict(os.environ)
+
+
+def connection_uri_json(
+    url: str,
+    token: str,
+    account_id: str | None = None,
+    login: str | None = None,
+    **extra: Any,
+) -> str:
+    """The JSON form of an ``AIRFLOW_CONN_*`` variable for a ``cloudflare`` connection."""
+    extras: dict[str, Any] = dict(extra)
+    if account_id is not None:
+        extras["account_id"] = account_id
+    conn: dict[str, Any] = {"conn_type": "cloudflare", "host": url, "password": token, "extra": extras}
+    if login is not None:
+        conn["login"] = login
+    return json.dumps(conn)
+
+
+@pytest.fixture(scope="session")
+def simulator_server() -> Iterator[Any]:
+    """One simulator for the whole session; ``sim`` resets it for each test."""
+    from airflow_provider_cfbilling.testing.simulator import CloudflareSimulator
+
+    import datetime as dt
+
+    server = CloudflareSimulator(today=dt.date(2025, 11, 20)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sim(simulator_server: Any) -> Any:
+    """The simulator, reset to its start state (clock 2025-11-20, no faults, empty request log)."""
+    simulator_server.reset()
+    return simulator_server
+
+
+@pytest.fixture
+def cloudflare_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``cloudflare_default`` pointing at the simulator with a Billing Read token; returns the conn id."""
+    from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT)
+    )
+    return "cloudflare_default"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated sqlite metadata DB in the session's Airflow home (about 5 s, once)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=airflow_env(),
+        check=True,
+        capture_output=True,
+    )
+    return _AIRFLOW_HOME
+
+
+@dataclass
+class DagRunResult:
+    """What a test wants to know after a DAG run: its state, each task's state and XComs."""
+
+    state: str
+    run_id: str
+    task_states: dict[str, str]
+    xcoms: dict[tuple[str, str, int], Any]
+
+    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        return self.xcoms[(task_id, key, map_index)]
+
+
+def run_dag(dag_file: Path, dag_id: str, **test_kwargs: Any) -> DagRunResult:
+    """Run one DAG for real with ``dag.test()`` (in-process; deferred tasks run their trigger inline).
+
+    The file is copied into the DAGs folder first: ``dag.test()`` serialises the DAG from there.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    target = _DAGS_FOLDER / dag_file.name
+    shutil.copy(dag_file, target)
+    bag = DagBag(dag_folder=str(target))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags[dag_id]
+    dagrun = dag.test(**test_kwargs)
+    with create_session() as session:
+        task_states = {
+            ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+            for ti in dagrun.get_task_instances(session=session)
+        }
+        rows = (
+            session.query(XComModel)
+            .filter(XComModel.dag_id == dag_id, XComModel.run_id == dagrun.run_id)
+            .all()
+        )
+        xcoms = {(row.task_id, row.key, row.map_index): row.value for row in rows}
+    return DagRunResult(str(dagrun.state), dagrun.run_id, task_states, xcoms)
+
+
+@pytest.fixture
+def dag_runner(airflow_db: Path) -> Any:
+    """``run_dag`` with the metadata DB ready."""
+    return run_dag
