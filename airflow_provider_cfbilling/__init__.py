@@ -18,8 +18,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": DISTRIBUTION_NAME,
         "name": "Cloudflare Billing",
-        "description": "Cloudflare PayGo billable usage (FinOps FOCUS columns) for Apache Airflow: "
-        "a hook, an operator landing usage in XCom or object storage, and a billing-period sensor.",
+        "description": "Cloudflare PayGo billable usage (FOCUS columns): hook, operator, billing-period sensor.",
         "versions": [__version__],
         "connection-types": [
             {
@@ -48,17 +47,23 @@ def get_provider_info() -> dict[str, Any]:
                     "timeout": {
                         "label": "Request timeout (seconds)",
                         "description": "Connect and read timeout of each HTTP request. Default 30.",
-                        "schema": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                        "schema": {"type": ["number", "null"]},
                     },
                     "max_retry_wait": {
                         "label": "Maximum retry wait (seconds)",
                         "description": "Total time the hook may spend waiting between retries. Default 60.",
-                        "schema": {"type": ["number", "null"], "minimum": 0},
+                        "schema": {"type": ["number", "null"]},
                     },
                     "usage_path": {
                         "label": "Usage path",
                         "description": "Path of the usage endpoint, with {account_id}. Default: the brief's "
                         "/accounts/{account_id}/billing/usage/paygo, falling back to its successors.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "info_path": {
+                        "label": "Billing info path",
+                        "description": "Path of the billing-info endpoint, with {account_id}. Default: "
+                        "/accounts/{account_id}/billable-usage/info, falling back to /paygo-usage-info.",
                         "schema": {"type": ["string", "null"]},
                     },
                     "allow_insecure_http": {

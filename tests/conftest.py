@@ -64,9 +64,9 @@ def connection_uri_json(
 @pytest.fixture(scope="session")
 def simulator_server() -> Iterator[Any]:
     """One simulator for the whole session; ``sim`` resets it for each test."""
-    from airflow_provider_cfbilling.testing.simulator import CloudflareSimulator
-
     import datetime as dt
+
+    from airflow_provider_cfbilling.testing.simulator import CloudflareSimulator
 
     server = CloudflareSimulator(today=dt.date(2025, 11, 20)).start()
     yield server
@@ -85,9 +85,7 @@ def cloudflare_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     """``cloudflare_default`` pointing at the simulator with a Billing Read token; returns the conn id."""
     from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
 
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT)
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT))
     return "cloudflare_default"
 
 
@@ -136,11 +134,7 @@ def run_dag(dag_file: Path, dag_id: str, **test_kwargs: Any) -> DagRunResult:
             ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
             for ti in dagrun.get_task_instances(session=session)
         }
-        rows = (
-            session.query(XComModel)
-            .filter(XComModel.dag_id == dag_id, XComModel.run_id == dagrun.run_id)
-            .all()
-        )
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == dagrun.run_id).all()
         xcoms = {(row.task_id, row.key, row.map_index): row.value for row in rows}
     return DagRunResult(str(dagrun.state), dagrun.run_id, task_states, xcoms)
 

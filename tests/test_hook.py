@@ -1,0 +1,451 @@
+"""CloudflareBillingHook against the simulator over real loopback HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from typing import Any
+
+import pendulum
+import pytest
+import requests
+
+from airflow_provider_cfbilling.exceptions import (
+    CloudflareAPIError,
+    CloudflareAuthenticationError,
+    CloudflareBillingError,
+    CloudflareBillingInputError,
+    CloudflareConnectionError,
+    CloudflarePermissionError,
+    CloudflareRateLimitError,
+    CloudflareResponseError,
+    CloudflareRouteNotFoundError,
+    CloudflareServerError,
+)
+from airflow_provider_cfbilling.hooks.billing import USER_AGENT, CloudflareBillingHook
+from airflow_provider_cfbilling.testing.simulator import (
+    EMPTY_ACCOUNT,
+    FOCUS_ACCOUNT,
+    SIM_EMAIL,
+    SIM_GLOBAL_KEY,
+    SIM_TOKEN,
+    SIM_TOKEN_NO_BILLING,
+    STANDARD_ACCOUNT,
+)
+from tests.conftest import connection_uri_json
+
+BRIEF_FIELDS = [
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedCost",
+    "CumulatedContractedCost",
+    "CumulatedPricingQuantity",
+    "PricingQuantity",
+    "ServiceName",
+]
+
+
+@pytest.fixture
+def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch):
+    """Point ``cloudflare_default`` at the simulator with the given credentials and extras."""
+
+    def _use(token: str = SIM_TOKEN, account_id: str | None = STANDARD_ACCOUNT, **kwargs: Any) -> CloudflareBillingHook:
+        monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, account_id, **kwargs))
+        return CloudflareBillingHook()
+
+    return _use
+
+
+def raw_usage(sim: Any, account: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """What the simulator serves, fetched without the hook (the reference answer)."""
+    response = requests.get(
+        f"{sim.url}/accounts/{account}/billing/usage/paygo",
+        params=params,
+        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["result"]
+
+
+# -- a DAG author's view first -------------------------------------------------------------------
+
+
+def test_current_period_usage_is_returned_exactly_as_served(sim, cloudflare_conn):
+    records = CloudflareBillingHook().get_paygo_usage()
+
+    expected = raw_usage(sim, STANDARD_ACCOUNT)
+    assert records == expected
+    assert records, "the standard account has usage in its current period"
+    assert [list(r) for r in records] == [list(r) for r in expected]  # key order kept
+    assert list(records[0])[:11] == BRIEF_FIELDS
+    assert sim.requests[-1]["query"] == {}  # no window: the API picks the current period
+
+
+def test_window_is_sent_as_iso_dates(sim, cloudflare_conn):
+    hook = CloudflareBillingHook()
+    records = hook.get_paygo_usage(from_="2025-10-14", to="2025-11-13")
+
+    assert sim.requests[-1]["query"] == {"from": "2025-10-14", "to": "2025-11-13"}
+    assert records == raw_usage(sim, STANDARD_ACCOUNT, {"from": "2025-10-14", "to": "2025-11-13"})
+    assert {r["BillingPeriodStart"] for r in records} == {"2025-10-14T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("from_", "to"),
+    [
+        (dt.date(2025, 10, 14), dt.date(2025, 11, 13)),
+        (pendulum.datetime(2025, 10, 14, tz="UTC"), pendulum.datetime(2025, 11, 13, 23, 59, tz="UTC")),
+        # 20:00 on the 13th in New York is already the 14th in UTC.
+        (
+            dt.datetime(2025, 10, 13, 20, 0, tzinfo=dt.timezone(dt.timedelta(hours=-4))),
+            "2025-11-13T00:00:00Z",
+        ),
+        (pendulum.date(2025, 10, 14), "2025-11-13"),
+    ],
+)
+def test_window_accepts_dates_datetimes_and_strings(sim, cloudflare_conn, from_, to):
+    CloudflareBillingHook().get_paygo_usage(from_=from_, to=to)
+    assert sim.requests[-1]["query"] == {"from": "2025-10-14", "to": "2025-11-13"}
+
+
+def test_account_id_argument_overrides_the_connection(sim, cloudflare_conn):
+    assert CloudflareBillingHook().get_paygo_usage(account_id=EMPTY_ACCOUNT) == []
+    assert sim.requests[-1]["account_id"] == EMPTY_ACCOUNT
+
+
+def test_legacy_email_and_global_key(sim, use_conn):
+    hook = use_conn(SIM_GLOBAL_KEY, login=SIM_EMAIL)
+    assert hook.get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+    assert sim.requests[-1]["auth"] == "legacy"
+
+
+def test_bearer_token_and_user_agent(sim, cloudflare_conn):
+    CloudflareBillingHook().get_paygo_usage()
+    assert sim.requests[-1]["auth"] == "bearer"
+    assert USER_AGENT.startswith("airflow-provider-cfbilling/0.1.0 ")
+    assert sim.requests[-1].get("user_agent") == USER_AGENT
+
+
+def test_unknown_fields_are_kept(sim, use_conn):
+    hook = use_conn(account_id=FOCUS_ACCOUNT)
+    records = hook.get_paygo_usage()
+    assert records == raw_usage(sim, FOCUS_ACCOUNT)
+    assert {"BilledCost", "EffectiveCost", "SubscriptionId", "ZoneName"} <= set(records[0])
+
+
+def test_billing_info(sim, cloudflare_conn):
+    info = CloudflareBillingHook().get_billing_info()
+    assert info["covered"] is True
+    assert info["subscriptions"][0]["billing_cycle_anchor_timestamp"] == "2025-01-14T00:00:00Z"
+    assert "/billable-usage/info" in sim.requests[-1]["path"]
+
+
+# -- bad input: rejected before any request ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"from_": "2025-10-01"}, "Only from_ was given"),
+        ({"to": "2025-10-01"}, "Only to was given"),
+        ({"from_": "2025-11-01", "to": "2025-10-01"}, "is after to"),
+        ({"from_": "2025-13-01", "to": "2025-12-01"}, "not an ISO 8601 date"),
+        ({"from_": "01/10/2025", "to": "2025-12-01"}, "not an ISO 8601 date"),
+        ({"from_": "", "to": "2025-12-01"}, "empty string"),
+        ({"from_": dt.datetime(2025, 10, 1), "to": "2025-12-01"}, "naive datetime"),
+        ({"from_": "2025-10-01T00:00:00", "to": "2025-12-01"}, "naive datetime"),
+        ({"from_": 20251001, "to": "2025-12-01"}, "must be a date"),
+        ({"account_id": "023e105f"}, "32 hexadecimal"),
+        ({"account_id": "zz3e105f4ecef8ad9ca31a8372d0c353"}, "32 hexadecimal"),
+    ],
+)
+def test_bad_input_is_rejected_before_any_request(sim, cloudflare_conn, kwargs, message):
+    with pytest.raises(CloudflareBillingInputError, match=message):
+        CloudflareBillingHook().get_paygo_usage(**kwargs)
+    assert sim.request_count() == 0
+
+
+def test_connection_without_credentials(sim, use_conn):
+    hook = use_conn(token="")
+    with pytest.raises(CloudflareBillingInputError, match="connection 'cloudflare_default' has no credentials"):
+        hook.get_paygo_usage()
+    assert sim.request_count() == 0
+
+
+def test_connection_with_malformed_account_id(sim, use_conn):
+    hook = use_conn(account_id="not-an-account")
+    with pytest.raises(CloudflareBillingInputError, match="connection 'cloudflare_default' extra 'account_id'"):
+        hook.get_paygo_usage()
+    assert sim.request_count() == 0
+
+
+def test_connection_without_account_id(sim, use_conn):
+    with pytest.raises(CloudflareBillingInputError, match="No Cloudflare account id"):
+        use_conn(account_id=None).get_paygo_usage()
+
+
+def test_plain_http_is_refused_unless_loopback_or_allowed(monkeypatch):
+    conn = connection_uri_json("http://billing-proxy.internal/client/v4", SIM_TOKEN, STANDARD_ACCOUNT)
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", conn)
+    with pytest.raises(CloudflareBillingInputError, match="plain http"):
+        CloudflareBillingHook().get_paygo_usage()
+    allowed = connection_uri_json(
+        "http://billing-proxy.internal/client/v4", SIM_TOKEN, STANDARD_ACCOUNT, allow_insecure_http=True
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", allowed)
+    assert CloudflareBillingHook().settings.base_url == "http://billing-proxy.internal/client/v4"
+
+
+def test_missing_connection_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", raising=False)
+    with pytest.raises(Exception, match="cloudflare_missing"):
+        CloudflareBillingHook("cloudflare_missing").get_paygo_usage()
+
+
+# -- path moves ----------------------------------------------------------------------------------
+
+
+def test_moved_path_falls_back_and_is_remembered(sim, cloudflare_conn, caplog):
+    sim.add_fault("path_moved")
+    hook = CloudflareBillingHook()
+    with caplog.at_level(logging.INFO):
+        first = hook.get_paygo_usage()
+        second = hook.get_paygo_usage()
+
+    assert first == second == raw_usage(sim, STANDARD_ACCOUNT).__class__(first)
+    paths = [r["path"] for r in sim.requests]
+    assert paths[0].endswith("/billing/usage/paygo")
+    assert paths[1].endswith("/billable-usage")
+    assert paths[2].endswith("/billable-usage")  # remembered: no second try of the moved path
+    assert sum("endpoint moved" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_configured_path_that_does_not_exist_falls_back_to_known_paths(sim, use_conn):
+    hook = use_conn(usage_path="/accounts/{account_id}/usage-from-the-future")
+    assert hook.get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+    assert [r["path"].rsplit("/", 1)[-1] for r in sim.requests] == ["usage-from-the-future", "paygo"]
+
+
+def test_every_path_gone_is_an_actionable_error(sim, use_conn):
+    sim.add_fault("path_moved", also_interim=True)
+    hook = use_conn(usage_path="/accounts/{account_id}/billable-usage-v9")
+    sim.add_fault("path_moved", path="/billable-usage")
+    with pytest.raises(CloudflareRouteNotFoundError) as err:
+        hook.get_paygo_usage()
+    message = str(err.value)
+    assert "HTTP 404" in message and "usage_path" in message and STANDARD_ACCOUNT in message
+
+
+def test_info_path_falls_back(sim, cloudflare_conn):
+    sim.add_fault("path_moved", path="/billable-usage/info")
+    info = CloudflareBillingHook().get_billing_info()
+    assert info["covered"] is True
+    assert sim.requests[-1]["path"].endswith("/paygo-usage-info")
+
+
+# -- API errors ----------------------------------------------------------------------------------
+
+
+def test_wrong_token(sim, use_conn):
+    with pytest.raises(CloudflareAuthenticationError) as err:
+        use_conn(token="cfsim-this-token-does-not-exist").get_paygo_usage()
+    message = str(err.value)
+    assert "HTTP 403" in message and "10000" in message and "wrong or expired" in message
+    assert STANDARD_ACCOUNT in message and "/billing/usage/paygo" in message
+    assert sim.request_count() == 1  # not retried
+
+
+def test_token_without_billing_read(sim, use_conn):
+    with pytest.raises(CloudflarePermissionError, match="Billing Read") as err:
+        use_conn(token=SIM_TOKEN_NO_BILLING).get_paygo_usage()
+    assert "9109" in str(err.value)
+    assert sim.request_count() == 1
+
+
+def test_success_false_on_200(sim, cloudflare_conn):
+    sim.add_fault("success_false")
+    with pytest.raises(CloudflareAPIError, match="success: false on HTTP 200"):
+        CloudflareBillingHook().get_paygo_usage()
+
+
+@pytest.mark.parametrize("kind", ["null_result", "wrong_type_result"])
+def test_result_of_the_wrong_type_is_an_error_not_an_empty_list(sim, cloudflare_conn, kind):
+    sim.add_fault(kind)
+    with pytest.raises(CloudflareResponseError, match="not a list of records"):
+        CloudflareBillingHook().get_paygo_usage()
+
+
+def test_bad_parameters_from_the_api_are_not_retried(sim, use_conn):
+    hook = use_conn()
+    with pytest.raises(CloudflareAPIError, match="1183"):
+        # Bypass client-side validation to see the server's answer mapped.
+        hook._get("usage", STANDARD_ACCOUNT, {"from": "2025-10-01"})
+    assert sim.request_count() == 1
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+
+def test_short_429_is_retried_after_retry_after(sim, cloudflare_conn):
+    sim.add_fault("rate_limit", times=2, retry_after=1)
+    started = time.monotonic()
+    records = CloudflareBillingHook().get_paygo_usage()
+    elapsed = time.monotonic() - started
+    assert records == raw_usage(sim, STANDARD_ACCOUNT)
+    assert [r["status"] for r in sim.requests[:3]] == [429, 429, 200]
+    assert elapsed >= 2.0  # Retry-After honoured each time
+
+
+def test_retry_after_as_http_date(sim, cloudflare_conn):
+    sim.add_fault("rate_limit", times=1, retry_after=2, retry_after_http_date=True)
+    started = time.monotonic()
+    CloudflareBillingHook().get_paygo_usage()
+    assert time.monotonic() - started >= 0.5
+    assert [r["status"] for r in sim.requests[:2]] == [429, 200]
+
+
+def test_long_429_raises_at_once_with_the_wait(sim, cloudflare_conn):
+    sim.add_fault("block")
+    started = time.monotonic()
+    with pytest.raises(CloudflareRateLimitError) as err:
+        CloudflareBillingHook().get_paygo_usage()
+    assert time.monotonic() - started < 2
+    assert 290 <= err.value.retry_after <= 300
+    assert "wait 300 s" in str(err.value) or "wait 299 s" in str(err.value)
+    assert sim.request_count() == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_5xx_html_pages_are_retried(sim, cloudflare_conn, status):
+    sim.add_fault("server_error", times=2, status=status)
+    assert CloudflareBillingHook().get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+    assert [r["status"] for r in sim.requests[:3]] == [status, status, 200]
+
+
+def test_persistent_5xx_gives_up_within_the_retry_budget(sim, use_conn):
+    sim.add_fault("server_error", status=502)
+    hook = use_conn(max_retry_wait=3)
+    started = time.monotonic()
+    with pytest.raises(CloudflareServerError, match="HTTP 502") as err:
+        hook.get_paygo_usage()
+    assert time.monotonic() - started < 3 + 2
+    assert sim.request_count() >= 2
+    assert "retried" in str(err.value)
+
+
+def test_connection_reset_and_truncated_body_are_retried(sim, cloudflare_conn):
+    sim.add_fault("reset", times=1)
+    sim.add_fault("truncated", times=1)
+    assert CloudflareBillingHook().get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+
+
+def test_persistent_truncation_is_an_error_never_an_empty_list(sim, use_conn):
+    sim.add_fault("truncated")
+    with pytest.raises(CloudflareConnectionError, match="Could not reach"):
+        use_conn(max_retry_wait=1).get_paygo_usage()
+
+
+def test_read_timeout_is_bounded(sim, use_conn):
+    sim.add_fault("slow", delay=3)
+    hook = use_conn(timeout=0.5, max_retry_wait=1)
+    started = time.monotonic()
+    with pytest.raises(CloudflareConnectionError, match="ReadTimeout"):
+        hook.get_paygo_usage()
+    assert time.monotonic() - started < 5
+
+
+def test_unreachable_host_is_a_connection_error(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDFLARE_DEFAULT",
+        connection_uri_json("http://127.0.0.1:9/client/v4", SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=1),
+    )
+    with pytest.raises(CloudflareConnectionError, match=r"127\.0\.0\.1:9"):
+        CloudflareBillingHook().get_paygo_usage()
+
+
+# -- test_connection -----------------------------------------------------------------------------
+
+
+def test_test_connection_ok(sim, cloudflare_conn):
+    ok, message = CloudflareBillingHook().test_connection()
+    assert ok, message
+    assert STANDARD_ACCOUNT in message
+    assert sim.request_count() == 1
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"), [("cfsim-wrong", "wrong or expired"), (SIM_TOKEN_NO_BILLING, "Billing Read")]
+)
+def test_test_connection_failure_is_actionable(sim, use_conn, token, expected):
+    ok, message = use_conn(token=token).test_connection()
+    assert not ok
+    assert expected in message
+
+
+def test_test_connection_without_account(sim, use_conn):
+    ok, message = use_conn(account_id=None).test_connection()
+    assert not ok and "account_id" in message
+    assert sim.request_count() == 0
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+CANARY = "cfcanary-7f3a9c1e5b2d48f6a0e1c3b5d7f9a2c4"
+
+
+def test_canary_token_never_leaks(sim, use_conn, caplog, capsys):
+    """Run the hook over every path, failures included, and look for the token everywhere."""
+    from airflow.sdk.log import mask_secret  # noqa: F401  (the hook registers the token with it)
+
+    sim.add_token(CANARY, billing_read=True)
+    seen: list[str] = []
+    hook = use_conn(token=CANARY, max_retry_wait=1, timeout=1)
+    scenarios: list[tuple[str, dict[str, Any]]] = [
+        ("", {}),
+        ("path_moved", {}),
+        ("rate_limit", {"times": 1, "retry_after": 0}),
+        ("block", {}),
+        ("server_error", {"status": 502}),
+        ("success_false", {}),
+        ("truncated", {}),
+        ("wrong_type_result", {}),
+        ("reset", {}),
+    ]
+    with caplog.at_level(logging.DEBUG):
+        seen.append(repr(hook))
+        seen.append(repr(hook.settings))
+        for kind, params in scenarios:
+            sim.clear_faults()
+            if kind:
+                sim.add_fault(kind, **params)
+            try:
+                seen.append(json.dumps(hook.get_paygo_usage()))
+                seen.append(json.dumps(hook.get_billing_info()))
+            except CloudflareBillingError as exc:
+                seen.append(str(exc))
+                seen.append(repr(exc))
+        sim.clear_faults()
+        seen.append(str(hook.test_connection()))
+        for bad in (CANARY + "-revoked", ""):
+            try:
+                use_conn(token=bad).get_paygo_usage()
+            except CloudflareBillingError as exc:
+                seen.append(str(exc))
+    out = capsys.readouterr()
+    seen += [out.out, out.err, caplog.text, json.dumps(sim.requests)]
+    leaks = [text for text in seen if CANARY in text]
+    assert not leaks
+
+
+def test_hook_registers_the_token_with_airflows_masker(sim, use_conn):
+    from airflow.sdk._shared.secrets_masker import redact
+
+    use_conn(token=CANARY).settings  # noqa: B018
+    assert CANARY not in str(redact(f"token is {CANARY}"))
