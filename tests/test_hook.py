@@ -122,8 +122,9 @@ def test_account_id_argument_overrides_the_connection(sim, cloudflare_conn):
 
 def test_legacy_email_and_global_key(sim, use_conn):
     hook = use_conn(SIM_GLOBAL_KEY, login=SIM_EMAIL)
-    assert hook.get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+    records = hook.get_paygo_usage()
     assert sim.requests[-1]["auth"] == "legacy"
+    assert records == raw_usage(sim, STANDARD_ACCOUNT)
 
 
 def test_bearer_token_and_user_agent(sim, cloudflare_conn):
@@ -212,39 +213,42 @@ def test_missing_connection_is_a_clear_error(monkeypatch):
 # -- path moves ----------------------------------------------------------------------------------
 
 
-def test_moved_path_falls_back_and_is_remembered(sim, cloudflare_conn, caplog):
+def test_moved_path_falls_back_and_is_remembered(sim, cloudflare_conn, capsys):
     sim.add_fault("path_moved")
     hook = CloudflareBillingHook()
-    with caplog.at_level(logging.INFO):
-        first = hook.get_paygo_usage()
-        second = hook.get_paygo_usage()
+    first = hook.get_paygo_usage()
+    second = hook.get_paygo_usage()
+    log = capsys.readouterr().out
 
-    assert first == second == raw_usage(sim, STANDARD_ACCOUNT).__class__(first)
     paths = [r["path"] for r in sim.requests]
+    sim.clear_faults()
+    assert first == second == raw_usage(sim, STANDARD_ACCOUNT)
     assert paths[0].endswith("/billing/usage/paygo")
     assert paths[1].endswith("/billable-usage")
     assert paths[2].endswith("/billable-usage")  # remembered: no second try of the moved path
-    assert sum("endpoint moved" in r.getMessage() for r in caplog.records) == 1
+    assert log.count("endpoint moved") == 1
+    assert "/billing/usage/paygo answered 'no route'; using /accounts/{account_id}/billable-usage" in log
 
 
 def test_configured_path_that_does_not_exist_falls_back_to_known_paths(sim, use_conn):
     hook = use_conn(usage_path="/accounts/{account_id}/usage-from-the-future")
-    assert hook.get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+    records = hook.get_paygo_usage()
     assert [r["path"].rsplit("/", 1)[-1] for r in sim.requests] == ["usage-from-the-future", "paygo"]
+    assert records == raw_usage(sim, STANDARD_ACCOUNT)
 
 
 def test_every_path_gone_is_an_actionable_error(sim, use_conn):
-    sim.add_fault("path_moved", also_interim=True)
+    sim.add_fault("path_moved", also_interim=True, also_current=True)
     hook = use_conn(usage_path="/accounts/{account_id}/billable-usage-v9")
-    sim.add_fault("path_moved", path="/billable-usage")
     with pytest.raises(CloudflareRouteNotFoundError) as err:
         hook.get_paygo_usage()
     message = str(err.value)
     assert "HTTP 404" in message and "usage_path" in message and STANDARD_ACCOUNT in message
+    assert sim.request_count() == 4  # the configured path and the three known ones, once each
 
 
 def test_info_path_falls_back(sim, cloudflare_conn):
-    sim.add_fault("path_moved", path="/billable-usage/info")
+    sim.add_fault("path_moved", routes=["billable-usage/info"])
     info = CloudflareBillingHook().get_billing_info()
     assert info["covered"] is True
     assert sim.requests[-1]["path"].endswith("/paygo-usage-info")
