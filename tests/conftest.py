@@ -22,9 +22,13 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS = REPO_ROOT / "example_dags"
 
-_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cfbilling-airflow-home-"))
+# Guarded so that importing this module a second time (e.g. as ``tests.conftest``) keeps the same home.
+_AIRFLOW_HOME = Path(
+    os.environ.get("_CFBILLING_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="cfbilling-airflow-home-")
+)
+os.environ["_CFBILLING_TEST_AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 _DAGS_FOLDER = _AIRFLOW_HOME / "dags"
-_DAGS_FOLDER.mkdir()
+_DAGS_FOLDER.mkdir(exist_ok=True)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_AIRFLOW_HOME),

@@ -11,6 +11,7 @@ from typing import Any
 import pendulum
 import pytest
 import requests
+from conftest import connection_uri_json
 
 from airflow_provider_cfbilling.exceptions import (
     CloudflareAPIError,
@@ -34,7 +35,6 @@ from airflow_provider_cfbilling.testing.simulator import (
     SIM_TOKEN_NO_BILLING,
     STANDARD_ACCOUNT,
 )
-from tests.conftest import connection_uri_json
 
 BRIEF_FIELDS = [
     "BillingCurrency",

@@ -1,0 +1,263 @@
+"""End to end on the real engine: the sensor in each mode, the deferred one resumed by the triggerer.
+
+The test starts Airflow's components itself (api-server, scheduler, dag-processor and triggerer, with the
+LocalExecutor on an sqlite database, in a temporary AIRFLOW_HOME, on loopback and a free port), runs the
+test DAG ``dags/sensor_engine_modes.py`` (one sensor per mode, each on its own simulator account) and stops
+every component afterwards, also on failure. It needs nothing but this repository's virtualenv, so it runs
+wherever the other tests run, CI included: it is never skipped. It takes about a minute.
+
+The two clocks, as in production: the sensor decides when to look by the real wall clock, and whether the
+period has closed by what the API says. The simulator's accounts have fixed anchors, so no period of
+theirs ends "now"; a settle that stretches from each November period's end to a moment shortly after the
+components start puts the close moment there. Until then no sensor asks the API anything. At that moment
+the API (the simulator, in this process, its clock on 2025-11-20) still shows November open, so the
+deferrable sensor defers again; the test then moves the API's clock past the periods' ends, and the next
+checks pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+
+from airflow_provider_cfbilling.testing.simulator import ANCHOR31_ACCOUNT, FOCUS_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
+
+DAG_FILE = Path(__file__).parent / "dags" / "sensor_engine_modes.py"
+DAG_ID = "sensor_engine_modes"
+ACCOUNT_OF = {"deferrable": STANDARD_ACCOUNT, "poke": ANCHOR31_ACCOUNT, "reschedule": FOCUS_ACCOUNT}
+TASKS = ("wait_deferrable", "wait_poke", "wait_reschedule", "book")
+FINISHED = ("success", "failed", "upstream_failed", "skipped")
+TRIGGER_CLASSPATH = "airflow_provider_cfbilling.triggers.billing.CloudflareBillingPeriodTrigger"
+AIRFLOW = [sys.executable, "-m", "airflow"]
+# The close moment, counted from the components' start: long enough for the sensor's first check to come
+# before it on a slow machine, short enough to keep the test well under two minutes.
+CLOSE_AFTER_SECONDS = 40
+STARTUP_TIMEOUT = 90
+RUN_TIMEOUT = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Engine:
+    """Airflow's components in their own AIRFLOW_HOME, started and stopped by the test."""
+
+    def __init__(self, home: Path, extra_env: dict[str, str]) -> None:
+        self.home = home
+        self.db_path = home / "airflow.db"
+        self.port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                **extra_env,
+            }
+        )
+        self.env = env
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def airflow(self, *args: str) -> str:
+        done = subprocess.run([*AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def start(self) -> None:
+        commands = {
+            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            "scheduler": ["scheduler", "--skip-serve-logs"],
+            "dag-processor": ["dag-processor"],
+            "triggerer": ["triggerer", "--skip-serve-logs"],
+        }
+        for name, args in commands.items():
+            log = open(self.home / f"{name}.out", "wb")  # noqa: SIM115 (closed with the process)
+            self.processes[name] = subprocess.Popen(
+                [*AIRFLOW, *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopping it stops its children
+            )
+            log.close()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for process in self.processes.values():  # any worker left in a component's group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            assert process.poll() is None, f"{name} exited with {process.returncode}:\n{self.output(name)}"
+
+    def output(self, name: str, tail: int = 4000) -> str:
+        path = self.home / f"{name}.out"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def diagnostics(self) -> str:
+        return "\n".join(f"--- {name} ---\n{self.output(name)}" for name in self.processes)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        for _ in range(50):
+            try:
+                with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as db:
+                    return db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:  # locked, or the table is not there yet
+                last = exc
+                time.sleep(0.1)
+        raise last
+
+
+@pytest.fixture
+def engine(sim: Any, tmp_path: Path) -> Iterator[Engine]:
+    home = tmp_path / "airflow-home"
+    (home / "dags").mkdir(parents=True)
+    shutil.copy(DAG_FILE, home / "dags" / DAG_FILE.name)
+    connection = {"conn_type": "cloudflare", "host": sim.url, "password": SIM_TOKEN}
+    close_at = pendulum.now("UTC").add(seconds=CLOSE_AFTER_SECONDS)
+    engine = Engine(
+        home,
+        {
+            "AIRFLOW_CONN_CLOUDFLARE_DEFAULT": json.dumps({**connection, "extra": {"account_id": STANDARD_ACCOUNT}}),
+            "SENSOR_CLOSE_AT": close_at.isoformat(),
+        },
+    )
+    engine.close_at = close_at  # type: ignore[attr-defined]
+    engine.airflow("db", "migrate")
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.mark.e2e
+def test_on_the_real_engine_the_sensor_waits_in_each_mode_and_the_deferred_one_is_resumed_by_the_triggerer(
+    engine: Engine, sim: Any
+) -> None:
+    close_at: pendulum.DateTime = engine.close_at  # type: ignore[attr-defined]
+    # The API's clock (2025-11-20, the conftest's) has each account's November period as the current one.
+
+    wait_until(engine, "the DAG to be parsed", lambda: engine.query("SELECT 1 FROM dag WHERE dag_id = ?", DAG_ID))
+    engine.airflow("dags", "trigger", DAG_ID)
+
+    history: dict[str, list[str]] = {task_id: [] for task_id in TASKS}
+    seen_triggers: set[tuple[int, str, Any]] = set()
+    moved_api_clock_at: float | None = None
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        engine.check_alive()
+        states = dict(engine.query("SELECT task_id, state FROM task_instance WHERE dag_id = ?", DAG_ID))
+        for task_id, state in states.items():
+            if state and (not history[task_id] or history[task_id][-1] != state):
+                history[task_id].append(state)
+        seen_triggers.update(
+            engine.query(
+                "SELECT t.id, t.classpath, t.triggerer_id FROM trigger t "
+                "JOIN task_instance ti ON ti.trigger_id = t.id WHERE ti.dag_id = ?",
+                DAG_ID,
+            )
+        )
+        # Once the deferrable sensor has found its period still open on the API, the API rolls over to
+        # December (for every account: the simulator has one clock).
+        if moved_api_clock_at is None and bill(sim, STANDARD_ACCOUNT)[1] >= 1:
+            sim.set_today(dt.date(2025, 12, 16))
+            moved_api_clock_at = time.time()
+        if len(states) == len(TASKS) and all(s in FINISHED for s in states.values()):
+            break
+        assert time.monotonic() < deadline, f"run not finished: {history}\n{engine.diagnostics()}"
+        time.sleep(0.2)
+
+    assert states == dict.fromkeys(TASKS, "success"), f"{history}\n{engine.diagnostics()}"
+    # Deferrable: deferred to our trigger, which the triggerer ran, then resumed to succeed.
+    assert "deferred" in history["wait_deferrable"], history
+    assert {classpath for _, classpath, _ in seen_triggers} == {TRIGGER_CLASSPATH}
+    assert any(triggerer_id is not None for *_, triggerer_id in seen_triggers), seen_triggers
+    # Reschedule: handed its slot back until the close moment.
+    assert "up_for_reschedule" in history["wait_reschedule"], history
+    # Poke: held its slot all along, never deferred or rescheduled.
+    assert history["wait_poke"][-2:] == ["running", "success"], history
+    assert "deferred" not in history["wait_poke"] and "up_for_reschedule" not in history["wait_poke"]
+    # Deferral and rescheduling are not retries.
+    assert engine.query("SELECT DISTINCT try_number FROM task_instance WHERE dag_id = ?", DAG_ID) == [(1,)]
+
+    # The API bills. Nothing before the close moment. Deferrable: the billing info once, then one usage
+    # call that found November still open and one after the API rolled over. Poke and reschedule: one
+    # usage call per poke_interval (1 s) from the close moment until the API rolled over, then one more;
+    # reschedule mode asks for the billing info again on each run.
+    assert moved_api_clock_at is not None
+    bills = {mode: bill(sim, account) for mode, account in ACCOUNT_OF.items()}
+    print(f"e2e: states {history}; API calls (info, usage) by mode: {bills}")
+    usage_times = [r["time"] for r in sim.requests if not r["path"].endswith("/info")]
+    assert min(usage_times) >= close_at.timestamp(), "the API was asked before the close moment"
+    open_checks_at_most = int(moved_api_clock_at - close_at.timestamp()) + 2
+    assert bills["deferrable"] == (1, 2)
+    assert bills["poke"][0] == 1 and 1 <= bills["poke"][1] <= open_checks_at_most + 1
+    assert 1 <= bills["reschedule"][1] <= open_checks_at_most + 1
+    assert bills["reschedule"][0] - bills["reschedule"][1] in (0, 1)  # one info call per run
+
+    (xcom,) = engine.query("SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'wait_deferrable'", DAG_ID)
+    period = json.loads(xcom[0])
+    assert (period["start"], period["end"], period["source"]) == (
+        "2025-11-14T00:00:00Z",
+        "2025-12-14T00:00:00Z",
+        "info",
+    )
+    (booked,) = engine.query("SELECT value FROM xcom WHERE dag_id = ? AND task_id = 'book'", DAG_ID)
+    assert json.loads(booked[0]) == "2025-11-14T00:00:00Z/2025-12-14T00:00:00Z"
+
+
+def bill(sim: Any, account_id: str) -> tuple[int, int]:
+    """(info calls, usage calls) the simulator answered for an account."""
+    calls = [r for r in sim.requests if r["account_id"] == account_id]
+    info = sum(1 for r in calls if r["path"].endswith("/info"))
+    return info, len(calls) - info
+
+
+def wait_until(engine: Engine, what: str, condition: Any, timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        engine.check_alive()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{engine.diagnostics()}"
+        time.sleep(0.5)
