@@ -1,0 +1,610 @@
+"""CloudflarePaygoUsageOperator: land Cloudflare PayGo usage in XCom or in object storage.
+
+The operator composes the hook (HTTP), ``utils.periods`` (billing periods), ``utils.formats`` (file
+formats) and ``utils.reconcile`` (exact totals and reconciliation). It imports nothing heavy at module
+level: pyarrow and the fsspec backends load inside ``execute``, so DAG files stay cheap to parse.
+
+Window semantics (see docs/operator.md):
+
+* no ``from_``/``to``/``billing_period_of``: the current billing period, exactly as the API defines it
+  (the request carries no window parameters);
+* ``from_`` and ``to``: the half-open window ``[from_, to)`` of UTC days, FOCUS-style. The API is asked for
+  ``from_..to`` and rows with ``from_ <= ChargePeriodStart < to`` are kept, which is right whether the API
+  reads ``to`` inclusively or not. A datetime bound means its UTC date, as in the hook;
+* ``billing_period_of``: the whole billing period containing that date, computed from the account's
+  billing-cycle anchor (``get_billing_info``), so every mapped account gets its own period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.configuration import conf
+from airflow.sdk import BaseOperator
+
+from airflow_provider_cfbilling.exceptions import (
+    CloudflareBillingError,
+    CloudflareBillingInputError,
+    CloudflareRateLimitError,
+    CloudflareResponseError,
+)
+from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
+from airflow_provider_cfbilling.utils import reconcile as reconciliation
+from airflow_provider_cfbilling.utils.formats import (
+    FILE_FORMATS,
+    format_for_name,
+    to_utc_timestamp,
+    write_records,
+)
+from airflow_provider_cfbilling.utils.periods import parse_instant, period_containing, select_subscription
+from airflow_provider_cfbilling.utils.validation import validate_account_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+# Placeholders the operator fills in a destination after fetching (Jinja leaves single braces alone).
+ACCOUNT_PLACEHOLDER = "{account_id}"
+BILLING_PERIOD_PLACEHOLDER = "{billing_period}"
+
+# How often one try may defer on a long 429 before failing and leaving it to Airflow's retries.
+MAX_RATE_LIMIT_DEFERRALS = 3
+DEFAULT_MAX_XCOM_BYTES = 1_048_576
+
+# Object stores without a rename: one upload of the complete object is atomic there.
+_SINGLE_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss"})
+_XCOM_OBJECTSTORAGE_BACKEND = "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend"
+
+
+@dataclass(frozen=True)
+class UsageWindow:
+    """What one run fetches: ``kind`` is ``current_period``, ``range`` or ``billing_period``.
+
+    ``start`` and ``end`` are UTC dates, ``end`` exclusive; both None for the current period.
+    """
+
+    kind: str
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    @property
+    def start_instant(self) -> dt.datetime | None:
+        return None if self.start is None else _midnight(self.start)
+
+    def keeps(self, record: dict[str, Any]) -> bool:
+        """Whether a record's ChargePeriodStart falls in ``[start, end)`` (always, for the current period)."""
+        if self.start is None or self.end is None:
+            return True
+        charge_start = to_utc_timestamp(record.get("ChargePeriodStart"), "ChargePeriodStart")
+        if charge_start is None:
+            raise CloudflareResponseError(
+                "A usage record has no ChargePeriodStart, so it cannot be placed in the window "
+                f"{self.describe()}; dropping it would lose cost silently. Retry later; report it if it persists."
+            )
+        return _midnight(self.start) <= charge_start < _midnight(self.end)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "from": None if self.start is None else self.start.isoformat(),
+            "to": None if self.end is None else self.end.isoformat(),
+        }
+
+    def describe(self) -> str:
+        if self.start is None or self.end is None:
+            return "the current billing period"
+        return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({self.kind.replace('_', ' ')})"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A validated destination: URI (placeholders not yet filled), its connection, the file format."""
+
+    uri: str
+    conn_id: str | None
+    file_format: str
+
+
+class CloudflarePaygoUsageOperator(BaseOperator):
+    """
+    Fetch an account's Cloudflare PayGo billable usage into XCom or into object storage.
+
+    **Window**: give nothing (the current billing period), or ``from_`` and ``to`` (the half-open UTC-day
+    window ``[from_, to)``), or ``billing_period_of`` (the whole billing period containing that date).
+
+    **XCom mode** (``destination=None``): returns the records exactly as the API sent them. A result
+    larger than ``max_xcom_bytes`` fails with a pointer to ``destination`` or to the object-storage XCom
+    backend.
+
+    **Object-storage mode**: writes one object through Airflow's ``ObjectStoragePath`` (any backend whose
+    provider is installed) and returns a manifest: ``uri``, ``format``, ``account_id``, ``window``,
+    ``billing_periods``, ``rows``, ``bytes``, ``sha256``, ``totals`` and ``reconciliation``. The object is
+    written aside and committed whole (a rename on local disks, one upload on object stores): a failed
+    run never leaves a partial object and never damages the previous one; the same data gives
+    byte-identical objects, so re-runs are idempotent. Every ``Asset`` in ``outlets`` gets the manifest as
+    its event's extra; every ``AssetAlias`` gets an event for the written URI.
+
+    :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``.
+    :param account_id: The account (32 hex characters). Default: the connection's ``account_id`` extra.
+        (templated)
+    :param from_: Start of the window, inclusive: a date, an aware datetime (its UTC date) or an ISO 8601
+        string. Give ``to`` too. (templated)
+    :param to: End of the window, exclusive (FOCUS); same types as ``from_``. (templated)
+    :param billing_period_of: A date (e.g. ``"{{ ds }}"``): fetch the whole billing period containing it,
+        computed from the account's billing-cycle anchor. Not with ``from_``/``to``. (templated)
+    :param subscription_id: The subscription whose billing cycle defines the periods, for accounts with
+        several. Default: the earliest-anchored active one. (templated)
+    :param destination: None to return the records as XCom; otherwise where to write them: a URI string
+        (``s3://bucket/cloudflare/{{ ds }}/usage.parquet``, ``file:///data/usage.jsonl``) or an
+        ``ObjectStoragePath``. ``{account_id}`` and ``{billing_period}`` (the start date of the billing
+        period fetched, ``YYYY-MM-DD``) in it are filled in by the operator. (templated)
+    :param destination_conn_id: The connection of the destination's backend (e.g. an ``aws`` connection
+        for ``s3://``). Default: the one in the ``ObjectStoragePath`` or URI, else the backend's default.
+        (templated)
+    :param file_format: ``jsonl``, ``json``, ``csv`` or ``parquet``. Default: implied by the destination's
+        suffix (``.jsonl``, ``.ndjson``, ``.json``, ``.csv``, ``.parquet``), else ``jsonl``. (templated)
+    :param reconcile: Check, per billing period, currency and service, that daily ``ContractedCost`` agrees
+        with the movement of ``CumulatedContractedCost``. Mismatches are logged and recorded in the
+        manifest. Default True.
+    :param strict: Fail the task, before writing anything, when reconciliation finds a mismatch.
+        Default False.
+    :param max_xcom_bytes: Largest result (JSON bytes) returned as XCom; None for no limit. Ignored when
+        the object-storage XCom backend is configured to offload large values. Default 1 MiB.
+    :param deferrable: On a rate limit longer than the hook may wait, defer for that wait (no worker slot
+        held) and resume, at most 3 times per try. Without it the task fails with the wait in the message
+        and Airflow's retries take over. Default ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = (
+        "account_id",
+        "from_",
+        "to",
+        "billing_period_of",
+        "subscription_id",
+        "destination",
+        "destination_conn_id",
+        "file_format",
+    )
+    ui_color = "#f6821f"
+
+    def __init__(
+        self,
+        *,
+        cloudflare_conn_id: str = CloudflareBillingHook.default_conn_name,
+        account_id: str | None = None,
+        from_: Any = None,
+        to: Any = None,
+        billing_period_of: Any = None,
+        subscription_id: str | None = None,
+        destination: str | ObjectStoragePath | None = None,
+        destination_conn_id: str | None = None,
+        file_format: str | None = None,
+        reconcile: bool = True,
+        strict: bool = False,
+        max_xcom_bytes: int | None = DEFAULT_MAX_XCOM_BYTES,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.cloudflare_conn_id = cloudflare_conn_id
+        self.account_id = account_id
+        self.from_ = from_
+        self.to = to
+        self.billing_period_of = billing_period_of
+        self.subscription_id = subscription_id
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.file_format = file_format
+        self.reconcile = reconcile
+        self.strict = strict
+        self.max_xcom_bytes = max_xcom_bytes
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> CloudflareBillingHook:
+        return CloudflareBillingHook(cloudflare_conn_id=self.cloudflare_conn_id)
+
+    # -- entry points -----------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        return self._run(context, deferrals=0)
+
+    def execute_complete(self, context: Context, event: Any = None, deferrals: int = 1) -> Any:
+        """Resume after a rate-limit wait: fetch and write again, from the start."""
+        self.log.info("Resuming after Cloudflare's rate-limit wait (deferral %d).", deferrals)
+        return self._run(context, deferrals=deferrals)
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def _run(self, context: Context, deferrals: int) -> Any:
+        # Everything that can be checked without a request is checked first.
+        account = self._account()
+        bounds = self._window_bounds()
+        target = self._target()
+
+        try:
+            window = self._resolve_window(account, bounds)
+            self.log.info("Fetching Cloudflare usage of account %s for %s.", account, window.describe())
+            records = self._fetch(account, window)
+            path = None if target is None else self._destination_path(target, account, window, records)
+        except CloudflareRateLimitError as exc:
+            self._wait_out_rate_limit(exc, deferrals)
+
+        check = self._reconcile(records, window, account) if self.reconcile else None
+        if target is None or path is None:
+            self._check_xcom_size(records)
+            return records
+
+        size, digest = write_atomically(records, path, target.file_format)
+        manifest = {
+            "uri": _clean_uri(path),
+            "format": target.file_format,
+            "account_id": account,
+            "window": window.as_dict(),
+            "billing_periods": sorted({str(r.get("BillingPeriodStart")) for r in records}),
+            "rows": len(records),
+            "bytes": size,
+            "sha256": digest,
+            "totals": reconciliation.cost_totals(records),
+            "reconciliation": check,
+        }
+        self.log.info(
+            "Landed %d rows of account %s at %s (%s, %d bytes, sha256 %s).",
+            len(records),
+            account,
+            manifest["uri"],
+            target.file_format,
+            size,
+            digest,
+        )
+        self._emit_asset_events(context, manifest)
+        return manifest
+
+    # -- inputs -----------------------------------------------------------------------------------
+
+    def _account(self) -> str:
+        if self.account_id is None:
+            return self.hook.account_id
+        return validate_account_id(self.account_id, "the operator's account_id")
+
+    def _window_bounds(self) -> tuple[dt.date, dt.date] | dt.datetime | None:
+        """Validated window inputs: a date range, the ``billing_period_of`` instant, or None."""
+        has_range = self.from_ is not None or self.to is not None
+        if self.billing_period_of is not None:
+            if has_range:
+                raise CloudflareBillingInputError(
+                    "Pass either billing_period_of (a whole billing period) or from_ and to (a window), "
+                    f"not both (got billing_period_of={self.billing_period_of!r}, from_={self.from_!r}, "
+                    f"to={self.to!r})."
+                )
+            return parse_instant(self.billing_period_of, "billing_period_of")
+        if not has_range:
+            return None
+        if self.from_ is None or self.to is None:
+            given, missing = ("from_", "to") if self.to is None else ("to", "from_")
+            raise CloudflareBillingInputError(
+                f"Only {given} was given: a window needs both from_ (inclusive) and to (exclusive). Pass "
+                f"{missing} too, use billing_period_of for a whole billing period, or pass neither for the "
+                "current billing period."
+            )
+        start = parse_instant(self.from_, "from_").date()
+        end = parse_instant(self.to, "to").date()
+        if start >= end:
+            raise CloudflareBillingInputError(
+                f"The window [from_={start.isoformat()}, to={end.isoformat()}) is empty: to is exclusive "
+                "and must be after from_ (for one day D, pass from_=D and to=D + 1 day)."
+            )
+        return start, end
+
+    def _target(self) -> _Target | None:
+        """The validated destination (URI with placeholders, connection, format), or None for XCom."""
+        from airflow.sdk import ObjectStoragePath
+
+        destination = self.destination
+        if destination is None:
+            if self.file_format is not None:
+                raise CloudflareBillingInputError(
+                    f"file_format={self.file_format!r} only applies to a destination; without one the "
+                    "records are returned as XCom. Set destination=... or drop file_format."
+                )
+            return None
+        if isinstance(destination, ObjectStoragePath):
+            uri, conn_id = _clean_uri(destination), self.destination_conn_id or destination.conn_id
+        elif isinstance(destination, str) and destination.strip():
+            uri = destination.strip()
+            probe = ObjectStoragePath(uri)
+            if probe.protocol in ("", "file", "local") and not probe.path.startswith("/"):
+                raise CloudflareBillingInputError(
+                    f"destination={uri!r} is a relative local path: it would land wherever the worker runs. "
+                    "Use an absolute URI such as 'file:///data/cloudflare/usage.jsonl'."
+                )
+            conn_id = self.destination_conn_id or probe.conn_id
+        else:
+            raise CloudflareBillingInputError(
+                f"destination={destination!r} is not a location (did a template render to nothing?). Pass "
+                "a URI such as 's3://bucket/cloudflare/usage.parquet' or 'file:///data/usage.jsonl', an "
+                "ObjectStoragePath, or None to return the records as XCom."
+            )
+        return _Target(uri, conn_id, self._file_format(uri))
+
+    def _file_format(self, uri: str) -> str:
+        implied = format_for_name(uri.rsplit("/", 1)[-1])
+        if self.file_format is None:
+            return implied or "jsonl"
+        chosen = str(self.file_format).strip().lower()
+        if chosen not in FILE_FORMATS:
+            raise CloudflareBillingInputError(
+                f"file_format={self.file_format!r} is not supported: use one of {', '.join(FILE_FORMATS)}."
+            )
+        if implied is not None and implied != chosen:
+            raise CloudflareBillingInputError(
+                f"file_format={chosen!r} contradicts the destination's suffix ({uri!r} looks like "
+                f"{implied}). Fix the suffix or the file_format."
+            )
+        return chosen
+
+    # -- fetching ---------------------------------------------------------------------------------
+
+    def _resolve_window(self, account: str, bounds: tuple[dt.date, dt.date] | dt.datetime | None) -> UsageWindow:
+        if bounds is None:
+            return UsageWindow("current_period")
+        if isinstance(bounds, tuple):
+            return UsageWindow("range", *bounds)
+        period = self._period_containing(account, bounds)
+        return UsageWindow("billing_period", period[0], period[1])
+
+    def _period_containing(self, account: str, instant: dt.datetime) -> tuple[dt.date, dt.date]:
+        """The billing period (UTC days, end exclusive) of ``account`` that contains ``instant``."""
+        info = self.hook.get_billing_info(account)
+        subscription = select_subscription(info, self.subscription_id, at=instant)
+        # Usage rows are whole UTC days: a period starts on its anchor's day, whatever the anchor's time.
+        anchor = parse_instant(subscription["billing_cycle_anchor_timestamp"], "anchor").start_of("day")
+        period = period_containing(anchor, instant)
+        return period.start.date(), period.end.date()
+
+    def _fetch(self, account: str, window: UsageWindow) -> list[dict[str, Any]]:
+        if window.start is None or window.end is None:
+            return self.hook.get_paygo_usage(account)
+        # Ask for from_..to: the end day is covered whether the API reads `to` inclusively or not.
+        fetched = self.hook.get_paygo_usage(account, window.start, window.end)
+        kept = [record for record in fetched if window.keeps(record)]
+        if len(kept) != len(fetched):
+            self.log.info(
+                "Kept %d of %d rows: the others start outside %s.", len(kept), len(fetched), window.describe()
+            )
+        return kept
+
+    def _reconcile(self, records: list[dict[str, Any]], window: UsageWindow, account: str) -> dict[str, Any]:
+        complete_from = window.start_instant
+        if window.kind == "current_period":
+            # The API answers the current period from its first day.
+            starts = [to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart") for r in records]
+            complete_from = min((s for s in starts if s is not None), default=None)
+        result = reconciliation.reconcile(records, complete_from)
+        if not result["ok"]:
+            self.log.warning(
+                "Reconciliation: %d row(s) of %d checked disagree: ContractedCost differs from the movement "
+                "of CumulatedContractedCost. First mismatches: %s",
+                result["mismatch_count"],
+                result["rows_checked"],
+                json.dumps(result["mismatches"][:5]),
+            )
+            if self.strict:
+                raise CloudflareBillingError(
+                    f"Reconciliation failed for account {account}: {result['mismatch_count']} row(s) "
+                    "where ContractedCost differs from the movement of CumulatedContractedCost (strict=True, "
+                    f"nothing was written). First: {json.dumps(result['mismatches'][:3])}. Figures can be "
+                    "restated; retry later, or set strict=False to land them with the mismatch recorded."
+                )
+        else:
+            self.log.info("Reconciliation OK: %d rows checked in %d groups.", result["rows_checked"], result["groups"])
+        return result
+
+    def _wait_out_rate_limit(self, exc: CloudflareRateLimitError, deferrals: int) -> NoReturn:
+        wait = max(1.0, float(exc.retry_after))
+        if self.deferrable and deferrals < MAX_RATE_LIMIT_DEFERRALS:
+            from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+
+            self.log.warning(
+                "Cloudflare rate-limited account %s for %.0f s: deferring (no worker slot held) and "
+                "resuming after the wait.",
+                exc.account_id,
+                wait,
+            )
+            self.defer(
+                trigger=TimeDeltaTrigger(dt.timedelta(seconds=wait)),
+                method_name="execute_complete",
+                kwargs={"deferrals": deferrals + 1},
+            )
+        if self.deferrable:
+            advice = (
+                f"Still rate-limited after {deferrals} deferred wait(s); Airflow's retries take over "
+                f"(give the task retry_delay of at least {wait:.0f} s)."
+            )
+        else:
+            advice = (
+                f"Retry in at least {wait:.0f} s: give the task retries with retry_delay >= {wait:.0f} s, or "
+                "set deferrable=True to wait in the triggerer without holding a worker slot."
+            )
+        raise CloudflareRateLimitError(
+            retry_after=exc.retry_after,
+            status=exc.status,
+            errors=exc.errors,
+            account_id=exc.account_id,
+            path=exc.path,
+            advice=f"{exc.advice} {advice}",
+        ) from exc
+
+    # -- output -----------------------------------------------------------------------------------
+
+    def _check_xcom_size(self, records: list[dict[str, Any]]) -> None:
+        if self.max_xcom_bytes is None or _xcom_backend_offloads():
+            return
+        size = len(json.dumps(records, separators=(",", ":")).encode("utf-8"))
+        if size > self.max_xcom_bytes:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"{len(records)} usage records ({size:,} bytes as JSON) exceed max_xcom_bytes="
+                f"{self.max_xcom_bytes:,}: too large for an XCom in the metadata database. Set "
+                "destination='s3://bucket/...' (any object storage, or file:///...) to land them as a file and "
+                "pass the small manifest on; or configure the object-storage XCom backend ([core] "
+                f"xcom_backend = {_XCOM_OBJECTSTORAGE_BACKEND}, with [common.io] xcom_objectstorage_path and "
+                "xcom_objectstorage_threshold); or raise max_xcom_bytes."
+            )
+
+    def _destination_path(
+        self, target: _Target, account: str, window: UsageWindow, records: list[dict[str, Any]]
+    ) -> ObjectStoragePath:
+        """The destination with ``{account_id}`` and ``{billing_period}`` filled in."""
+        from airflow.sdk import ObjectStoragePath
+
+        uri = target.uri.replace(ACCOUNT_PLACEHOLDER, account)
+        if BILLING_PERIOD_PLACEHOLDER in uri:
+            uri = uri.replace(BILLING_PERIOD_PLACEHOLDER, self._billing_period_label(account, window, records))
+        return ObjectStoragePath(uri, conn_id=target.conn_id)
+
+    def _billing_period_label(self, account: str, window: UsageWindow, records: list[dict[str, Any]]) -> str:
+        """The start date (``YYYY-MM-DD``) of the one billing period this run covers."""
+        if window.kind == "billing_period" and window.start is not None:
+            return window.start.isoformat()
+        starts = sorted(
+            {
+                stamp.date().isoformat()
+                for r in records
+                if (stamp := to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart"))
+            }
+        )
+        if len(starts) > 1:
+            raise CloudflareBillingInputError(
+                f"destination contains {BILLING_PERIOD_PLACEHOLDER}, but the window {window.describe()} spans "
+                f"{len(starts)} billing periods ({', '.join(starts)}). Fetch one period (billing_period_of, or "
+                "the sensor's start and end), or drop the placeholder."
+            )
+        if starts:
+            return starts[0]
+        if window.start is not None:
+            return window.start.isoformat()
+        # The current period has no usage yet: place "now" in the account's billing cycle.
+        start, _ = self._period_containing(account, parse_instant(dt.datetime.now(dt.timezone.utc), "now"))
+        return start.isoformat()
+
+    def _emit_asset_events(self, context: Context, manifest: dict[str, Any]) -> None:
+        from airflow.sdk import Asset, AssetAlias
+
+        outlet_events = context.get("outlet_events")
+        if outlet_events is None:
+            return
+        for outlet in self.outlets:
+            if isinstance(outlet, AssetAlias):
+                outlet_events[outlet].add(Asset(manifest["uri"]), extra=manifest)
+            elif isinstance(outlet, Asset):
+                outlet_events[outlet].extra.update(manifest)
+
+
+# -- writing, atomically ---------------------------------------------------------------------------
+
+
+def write_atomically(records: Sequence[dict[str, Any]], path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
+    """Write ``records`` to ``path`` so that readers see the old object or the new one, never a part.
+
+    The file is written aside and verified first; then it is committed whole: ``os.replace`` of a
+    temporary sibling on a local disk; one upload of the complete object to an object store (where a
+    PUT is atomic); elsewhere an upload to a temporary sibling and a rename. On any failure the temporary
+    file is removed and the previous object is untouched.
+
+    :return: (bytes written, sha256 hex digest)
+    """
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs = path.fs
+    if isinstance(fs, LocalFileSystem):
+        target = path.path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
+        try:
+            result = _stage(records, staged, file_format)
+            os.replace(staged, target)
+        finally:
+            if os.path.exists(staged):
+                os.remove(staged)
+        return result
+
+    with tempfile.TemporaryDirectory(prefix="cfbilling-") as workdir:
+        local = os.path.join(workdir, "staged")
+        size, digest = _stage(records, local, file_format)
+        if path.protocol in _SINGLE_PUT_PROTOCOLS:
+            fs.put_file(local, path.path)
+        else:
+            aside = f"{path.parent.path}/.{path.name}.tmp-{uuid.uuid4().hex}"
+            try:
+                fs.put_file(local, aside)
+                fs.mv(aside, path.path)
+            finally:
+                if fs.exists(aside):
+                    fs.rm(aside)
+        fs.invalidate_cache(path.path)
+        landed = fs.size(path.path)
+        if landed != size:
+            raise CloudflareBillingError(
+                f"{_clean_uri(path)} holds {landed} bytes after the upload, not the {size} written: the "
+                "object store changed it or another writer raced this one. Re-run the task."
+            )
+    return size, digest
+
+
+def _stage(records: Sequence[dict[str, Any]], local_path: str, file_format: str) -> tuple[int, str]:
+    """Write the file to a local path, flush it to disk, and return (size, sha256) as read back."""
+    with open(local_path, "wb") as handle:
+        write_records(records, handle, file_format)
+        handle.flush()
+        os.fsync(handle.fileno())
+    digest = hashlib.sha256()
+    size = 0
+    with open(local_path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    if file_format == "parquet":
+        _verify_parquet(local_path, len(records))
+    return size, digest.hexdigest()
+
+
+def _verify_parquet(local_path: str, rows: int) -> None:
+    import pyarrow.parquet as pq
+
+    found = pq.read_metadata(local_path).num_rows
+    if found != rows:
+        raise CloudflareBillingError(f"The staged Parquet file holds {found} rows, not {rows}; not committed.")
+
+
+def _clean_uri(path: ObjectStoragePath) -> str:
+    """The path's URI without the connection id Airflow embeds in ``str(path)``."""
+    protocol = path.protocol or "file"
+    if protocol in ("file", "local"):
+        return f"file://{path.path}"
+    return f"{protocol}://{path.path}"
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+def _xcom_backend_offloads() -> bool:
+    """Whether common-io's object-storage XCom backend is set up to move large values out of the DB."""
+    return (
+        conf.get("core", "xcom_backend", fallback="") == _XCOM_OBJECTSTORAGE_BACKEND
+        and bool(conf.get("common.io", "xcom_objectstorage_path", fallback=""))
+        and conf.getint("common.io", "xcom_objectstorage_threshold", fallback=-1) >= 0
+    )
+
+
+__all__ = ["CloudflarePaygoUsageOperator", "UsageWindow", "write_atomically"]

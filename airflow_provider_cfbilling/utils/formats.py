@@ -1,0 +1,304 @@
+"""File formats for usage records: JSON Lines, JSON, CSV and Parquet.
+
+One module owns everything about how records become bytes, so every format agrees on:
+
+* **Column names**: the API's own (FOCUS) names, never renamed.
+* **Column order** (:func:`column_order`): the brief's 11 columns in the brief's order, then the known
+  FOCUS 1.3 columns that occur in the data (alphabetical), then any unknown columns that occur in the
+  data, sorted by name. The order depends on the set of columns only, never on the order of the rows or
+  of the keys inside a row, so the same data always gives the same bytes. Unknown columns are kept:
+  dropping a column Cloudflare adds tomorrow would lose data silently.
+* **Values**: JSONL and JSON write each record's values exactly as parsed from the API (keys re-ordered,
+  none added or dropped; numbers in plain decimal form, see :func:`json_text`). CSV writes each value as
+  its JSON text (``null`` as an empty field, ``true``/``false``, numbers as the API wrote them, objects
+  as compact JSON); strings as they are. Parquet has an explicit schema: UTC timestamps
+  (``timestamp("ms", tz="UTC")``, Parquet's ``TIMESTAMP(MILLIS)`` adjusted to UTC) for the date-times,
+  ``decimal128(38, 18)`` for costs and consumed quantities, ``int64`` for the integer quantities, strings
+  for everything else (unknown columns included; a non-string value is stored as its compact JSON text,
+  so a column's type never depends on one day's data).
+* **Exact decimals**: a cost arrives as a JSON number, which ``json`` parses into a float. Assumption: the
+  API writes costs with at most 15 significant digits (Cloudflare's are a few decimal places). Any such
+  decimal survives the trip through a double, and the float's shortest ``repr`` gives its digits back, so
+  ``Decimal(repr(value))`` is the API's exact decimal and the sum of a Parquet cost column equals the exact
+  decimal sum of the API's values. A value needing more than 18 decimal places does not fit the schema and
+  fails loudly instead of being rounded.
+* **Deterministic bytes**: no timestamps, random ids or host names are written; the same records give a
+  byte-identical file (Parquet's ``created_by`` names the pyarrow version, which is fixed per install).
+
+pyarrow is imported only inside the Parquet functions: the operator module that imports this one is
+parsed with every DAG file.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import IO, TYPE_CHECKING, Any
+
+from airflow_provider_cfbilling.exceptions import CloudflareResponseError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# The brief's 11 columns, in the brief's order (always present in a record).
+BRIEF_COLUMNS: tuple[str, ...] = (
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ContractedCost",
+    "CumulatedContractedCost",
+    "CumulatedPricingQuantity",
+    "PricingQuantity",
+    "ServiceName",
+)
+# FOCUS 1.3 columns newer responses carry, alphabetical.
+FOCUS_COLUMNS: tuple[str, ...] = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "EffectiveCost",
+    "HostProviderName",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingUnit",
+    "ServiceFamilyName",
+    "ServiceProviderName",
+    "SubscriptionId",
+    "ZoneId",
+    "ZoneName",
+)
+KNOWN_COLUMNS: tuple[str, ...] = BRIEF_COLUMNS + FOCUS_COLUMNS
+
+TIMESTAMP_COLUMNS = frozenset({"BillingPeriodStart", "ChargePeriodStart", "ChargePeriodEnd"})
+DECIMAL_COLUMNS = frozenset(
+    {"ConsumedQuantity", "ContractedCost", "CumulatedContractedCost", "BilledCost", "EffectiveCost", "ListCost"}
+)
+INTEGER_COLUMNS = frozenset({"PricingQuantity", "CumulatedPricingQuantity"})
+
+DECIMAL_PRECISION = 38
+DECIMAL_SCALE = 18
+
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
+_SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_PARQUET_ROW_GROUP = 50_000
+
+Record = Mapping[str, Any]
+
+
+def format_for_name(name: str) -> str | None:
+    """The file format a file name's suffix implies (``usage.parquet`` -> ``parquet``), or None."""
+    lowered = name.lower()
+    for suffix, file_format in _SUFFIX_FORMATS.items():
+        if lowered.endswith(suffix):
+            return file_format
+    return None
+
+
+def column_order(records: Iterable[Record]) -> list[str]:
+    """The columns of ``records`` in the stable order described in the module docstring.
+
+    The brief's 11 columns are always included, so an empty result still has a header and a schema.
+    """
+    seen: set[str] = set()
+    for record in records:
+        seen.update(record)
+    known = [c for c in KNOWN_COLUMNS if c in seen or c in BRIEF_COLUMNS]
+    unknown = sorted(seen.difference(KNOWN_COLUMNS))
+    return known + unknown
+
+
+def to_decimal(value: Any, column: str = "value") -> Decimal | None:
+    """The exact decimal of a JSON number (or numeric string, or None); see the module docstring."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise CloudflareResponseError(f"Column {column} holds a boolean ({value!r}), not a number.")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CloudflareResponseError(f"Column {column} holds a non-finite number ({value!r}).")
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if number.is_finite():
+            return number
+    raise CloudflareResponseError(f"Column {column} holds {value!r}, which is not a number.")
+
+
+def to_utc_timestamp(value: Any, column: str = "value") -> dt.datetime | None:
+    """An aware UTC datetime from the API's ISO 8601 date-time text (``2025-02-01T00:00:00Z``)."""
+    if value is None:
+        return None
+    try:
+        text = value.strip()
+        parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except (AttributeError, ValueError):
+        raise CloudflareResponseError(f"Column {column} holds {value!r}, which is not an ISO 8601 date-time.") from None
+    if parsed.tzinfo is None:
+        raise CloudflareResponseError(
+            f"Column {column} holds {value!r}, a date-time without a UTC offset; FOCUS date-times are UTC."
+        )
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed JSON value; numbers keep the API's plain decimal form.
+
+    Python's ``json`` writes ``5e-06`` for the literal ``0.000005``: the same number, other text. Here a
+    float is written as the plain decimal of its shortest repr (``0.000005``, ``3.0``), which is the API's
+    literal whenever the API writes plain decimals, and always reads back as the very same float.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise CloudflareResponseError(f"A record holds a non-finite number ({value!r}).")
+        text = format(Decimal(repr(value)), "f")
+        return text if "." in text else text + ".0"  # keep it a float literal
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(json_text(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json_text(str(k))}:{json_text(v)}" for k, v in value.items()) + "}"
+    raise CloudflareResponseError(f"A record holds a {type(value).__name__}, which is not a JSON value.")
+
+
+def text_value(value: Any) -> str | None:
+    """A value as text: strings as they are, anything else as :func:`json_text`; None stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    return json_text(value)
+
+
+# -- writers: each streams records to a binary file object ----------------------------------------
+
+
+def write_records(records: Sequence[Record], fileobj: IO[bytes], file_format: str) -> None:
+    """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`)."""
+    writers = {"jsonl": write_jsonl, "json": write_json, "csv": write_csv, "parquet": write_parquet}
+    try:
+        writer = writers[file_format]
+    except KeyError:
+        raise ValueError(f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}.") from None
+    writer(records, fileobj)
+
+
+def _json_line(record: Record, columns: Sequence[str]) -> bytes:
+    return json_text({column: record[column] for column in columns if column in record}).encode("utf-8")
+
+
+def write_jsonl(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+    """JSON Lines: one record per line, keys in column order; an empty result is an empty file."""
+    columns = column_order(records)
+    for record in records:
+        fileobj.write(_json_line(record, columns) + b"\n")
+
+
+def write_json(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+    """A JSON array, one record per line, keys in column order; an empty result is ``[]``."""
+    columns = column_order(records)
+    fileobj.write(b"[")
+    for index, record in enumerate(records):
+        fileobj.write((b",\n" if index else b"\n") + _json_line(record, columns))
+    fileobj.write(b"\n]\n" if records else b"]\n")
+
+
+def write_csv(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+    """RFC 4180 CSV (UTF-8, CRLF), a header row of column names, then one row per record."""
+    columns = column_order(records)
+    text = io.TextIOWrapper(fileobj, encoding="utf-8", newline="", write_through=True)
+    try:
+        writer = csv.writer(text, dialect="excel")
+        writer.writerow(columns)
+        for record in records:
+            writer.writerow(["" if (v := text_value(record.get(c))) is None else v for c in columns])
+        text.flush()
+    finally:
+        text.detach()  # leave the caller's file object open
+
+
+def parquet_schema(columns: Sequence[str]) -> pa.Schema:
+    """The explicit Parquet schema for ``columns`` (types in the module docstring)."""
+    import pyarrow as pa
+
+    def field_type(column: str) -> pa.DataType:
+        if column in TIMESTAMP_COLUMNS:
+            return pa.timestamp("ms", tz="UTC")
+        if column in DECIMAL_COLUMNS:
+            return pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
+        if column in INTEGER_COLUMNS:
+            return pa.int64()
+        return pa.string()
+
+    return pa.schema([pa.field(column, field_type(column), nullable=True) for column in columns])
+
+
+def _to_integer(value: Any, column: str) -> int | None:
+    number = to_decimal(value, column)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise CloudflareResponseError(f"Column {column} holds {value!r}, which is not an integer.")
+    return int(number)
+
+
+def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
+    stamp = to_utc_timestamp(value, column)
+    if stamp is not None and stamp.microsecond % 1000:
+        raise CloudflareResponseError(
+            f"Column {column} holds {value!r}, finer than the milliseconds the Parquet schema keeps."
+        )
+    return stamp
+
+
+def _parquet_column(column: str, values: Iterator[Any]) -> list[Any]:
+    if column in TIMESTAMP_COLUMNS:
+        return [_to_timestamp_ms(v, column) for v in values]
+    if column in DECIMAL_COLUMNS:
+        return [to_decimal(v, column) for v in values]
+    if column in INTEGER_COLUMNS:
+        return [_to_integer(v, column) for v in values]
+    return [text_value(v) for v in values]
+
+
+def write_parquet(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+    """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = column_order(records)
+    schema = parquet_schema(columns)
+    with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
+        for start in range(0, len(records), _PARQUET_ROW_GROUP):
+            chunk = records[start : start + _PARQUET_ROW_GROUP]
+            arrays = []
+            for field in schema:
+                values = _parquet_column(field.name, (record.get(field.name) for record in chunk))
+                try:
+                    arrays.append(pa.array(values, type=field.type))
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    raise CloudflareResponseError(
+                        f"Column {field.name} does not fit its Parquet type {field.type}: {exc}. "
+                        f"Costs and quantities are stored as decimals with {DECIMAL_SCALE} decimal places."
+                    ) from exc
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=len(chunk))

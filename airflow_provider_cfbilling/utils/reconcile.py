@@ -1,0 +1,154 @@
+"""Exact arithmetic over usage records: per-currency and per-service totals, and reconciliation.
+
+Pure functions on the API's records (dicts keyed by FOCUS column names); all sums are exact decimals
+(see :func:`airflow_provider_cfbilling.utils.formats.to_decimal`) rendered as plain decimal strings, so
+the results are JSON-serialisable and fit an XCom or an asset event's extra.
+
+Reconciliation (docs/DESIGN.md): rows are grouped by (BillingPeriodStart, BillingCurrency, ServiceName,
+ZoneId when present) and sorted by ChargePeriodStart. Within a group, each row's
+``CumulatedContractedCost`` minus the previous row's must equal its ``ContractedCost`` exactly. The
+running total starts at 0 when the group's first row is the billing period's first day, or when the
+caller says the rows are complete from a point at or before the period's start; otherwise (rows fetched
+from mid-period) the first row only anchors the running total.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from airflow_provider_cfbilling.utils.formats import to_decimal, to_utc_timestamp
+
+# Mismatches listed in full; beyond this only the count is kept (the result travels in XCom).
+MAX_LISTED_MISMATCHES = 20
+_SUM_PRECISION = 100  # digits: far beyond any cost, so sums are never rounded
+
+
+def _plain(number: Decimal) -> str:
+    """A decimal as canonical plain text: no exponent, no trailing zeros (``0.00000125``, ``9.99``, ``10``)."""
+    text = format(number, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def cost_totals(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Sum ``ContractedCost`` per currency and per (currency, service); rows with a null cost are skipped.
+
+    :return: ``{"by_currency": {"USD": "12.5"}, "by_service": {"USD": {"Workers Standard": "10.25"}}}``,
+        keys sorted.
+    """
+    by_currency: dict[str, Decimal] = defaultdict(Decimal)
+    by_service: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    with decimal.localcontext() as context:
+        context.prec = _SUM_PRECISION
+        for record in records:
+            cost = to_decimal(record.get("ContractedCost"), "ContractedCost")
+            if cost is None:
+                continue
+            currency = str(record.get("BillingCurrency"))
+            by_currency[currency] += cost
+            by_service[currency][str(record.get("ServiceName"))] += cost
+    return {
+        "by_currency": {c: _plain(by_currency[c]) for c in sorted(by_currency)},
+        "by_service": {
+            c: {s: _plain(services[s]) for s in sorted(services)} for c, services in sorted(by_service.items())
+        },
+    }
+
+
+def reconciliation_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The group a row is reconciled in: period, currency, service, and zone when the row has one."""
+    key: tuple[Any, ...] = (
+        record.get("BillingPeriodStart"),
+        record.get("BillingCurrency"),
+        record.get("ServiceName"),
+    )
+    return (*key, record["ZoneId"]) if record.get("ZoneId") is not None else key
+
+
+def reconcile(records: Sequence[Mapping[str, Any]], complete_from: dt.datetime | None = None) -> dict[str, Any]:
+    """Check that daily ``ContractedCost`` agrees with the movement of ``CumulatedContractedCost``.
+
+    :param records: the API's usage records
+    :param complete_from: an aware instant from which the records are known to be complete (the start of
+        the window that was fetched). A billing period starting at or after it is checked from zero on its
+        first row; None means "unknown": only a row on the period's first day starts from zero.
+    :return: ``{"ok", "rows_checked", "groups", "mismatch_count", "mismatches": [...]}``; each mismatch
+        names its group, day and figures as decimal strings (at most :data:`MAX_LISTED_MISMATCHES`).
+    """
+    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[reconciliation_key(record)].append(record)
+
+    mismatches: list[dict[str, Any]] = []
+    checked = 0
+    with decimal.localcontext() as context:
+        context.prec = _SUM_PRECISION
+        for key in sorted(groups, key=lambda k: tuple("" if v is None else str(v) for v in k)):
+            rows = sorted(groups[key], key=lambda r: str(r.get("ChargePeriodStart")))
+            period_start = to_utc_timestamp(key[0], "BillingPeriodStart")
+            previous: Decimal | None = None
+            for index, row in enumerate(rows):
+                cost = to_decimal(row.get("ContractedCost"), "ContractedCost")
+                cumulated = to_decimal(row.get("CumulatedContractedCost"), "CumulatedContractedCost")
+                if index == 0 and _starts_from_zero(row, period_start, complete_from):
+                    previous = Decimal(0)
+                if cost is None or cumulated is None:
+                    mismatches.append(_mismatch(key, row, cost, cumulated, previous, "null cost value"))
+                    previous = None  # the chain is broken: the next row anchors again
+                    continue
+                if previous is not None:
+                    checked += 1
+                    if cumulated - previous != cost:
+                        mismatches.append(_mismatch(key, row, cost, cumulated, previous, None))
+                previous = cumulated
+    return {
+        "ok": not mismatches,
+        "rows_checked": checked,
+        "groups": len(groups),
+        "mismatch_count": len(mismatches),
+        "mismatches": mismatches[:MAX_LISTED_MISMATCHES],
+    }
+
+
+def _starts_from_zero(
+    row: Mapping[str, Any], period_start: dt.datetime | None, complete_from: dt.datetime | None
+) -> bool:
+    if period_start is None:
+        return False
+    if complete_from is not None and complete_from <= period_start:
+        return True
+    return to_utc_timestamp(row.get("ChargePeriodStart"), "ChargePeriodStart") == period_start
+
+
+def _mismatch(
+    key: tuple[Any, ...],
+    row: Mapping[str, Any],
+    cost: Decimal | None,
+    cumulated: Decimal | None,
+    previous: Decimal | None,
+    problem: str | None,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "BillingPeriodStart": key[0],
+        "BillingCurrency": key[1],
+        "ServiceName": key[2],
+    }
+    if len(key) > 3:
+        entry["ZoneId"] = key[3]
+    entry["ChargePeriodStart"] = row.get("ChargePeriodStart")
+    entry["ContractedCost"] = None if cost is None else _plain(cost)
+    entry["CumulatedContractedCost"] = None if cumulated is None else _plain(cumulated)
+    entry["previous_CumulatedContractedCost"] = None if previous is None else _plain(previous)
+    if problem is None and cost is not None and cumulated is not None and previous is not None:
+        movement = cumulated - previous
+        entry["movement"] = _plain(movement)
+        entry["difference"] = _plain(cost - movement)
+    else:
+        entry["problem"] = problem
+    return entry

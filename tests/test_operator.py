@@ -1,0 +1,656 @@
+"""CloudflarePaygoUsageOperator against the simulator: windows, XCom, object storage, safety, reconciliation.
+
+Most tests call ``execute`` directly (the operator's logic); ``tests/dags/operator_*.py`` run through a
+real ``dag.test()`` where Airflow itself matters: deferral on a long 429, and asset events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+from conftest import REPO_ROOT, connection_uri_json
+from test_formats import (
+    assert_csv_matches,
+    assert_jsonl_matches,
+    assert_parquet_matches,
+    in_window,
+    served,
+)
+
+from airflow_provider_cfbilling.exceptions import (
+    CloudflareBillingError,
+    CloudflareBillingInputError,
+    CloudflareConnectionError,
+    CloudflareRateLimitError,
+    CloudflareResponseError,
+    CloudflareServerError,
+)
+from airflow_provider_cfbilling.operators import billing as operator_module
+from airflow_provider_cfbilling.operators.billing import MAX_RATE_LIMIT_DEFERRALS, CloudflarePaygoUsageOperator
+from airflow_provider_cfbilling.testing.simulator import (
+    ANCHOR31_ACCOUNT,
+    EMPTY_ACCOUNT,
+    FOCUS_ACCOUNT,
+    LARGE_ACCOUNT,
+    SIM_TOKEN,
+    STANDARD_ACCOUNT,
+)
+from airflow_provider_cfbilling.utils.reconcile import cost_totals, reconcile
+
+DAGS = Path(__file__).parent / "dags"
+
+
+@pytest.fixture
+def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Point ``cloudflare_default`` at the simulator, with extras (e.g. ``max_retry_wait=0``)."""
+
+    def _use(account_id: str | None = STANDARD_ACCOUNT, **extra: Any) -> None:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, account_id, **extra)
+        )
+
+    _use()
+    return _use
+
+
+def run(**kwargs: Any) -> Any:
+    """Build the operator as a DAG author would and execute it (outside a DAG run)."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    kwargs.setdefault("task_id", "usage")
+    context: Any = kwargs.pop("context", None) or {"outlet_events": OutletEventAccessors()}
+    return CloudflarePaygoUsageOperator(**kwargs).execute(context)
+
+
+def usage_requests(sim: Any) -> list[dict[str, Any]]:
+    return [r for r in sim.requests if "info" not in r["path"]]
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
+
+
+# -- XCom mode and windows -------------------------------------------------------------------------
+
+
+def test_no_window_returns_the_current_period_exactly_as_served(sim: Any, use_conn: Any) -> None:
+    records = run()
+    assert records == served(sim, STANDARD_ACCOUNT)[0]
+    assert {r["BillingPeriodStart"] for r in records} == {"2025-11-14T00:00:00Z"}
+    assert usage_requests(sim)[-1]["query"] == {}  # no window parameters: the API's current period
+    json.dumps(records)  # JSON-serialisable as it is
+
+
+def test_range_is_half_open_and_asks_for_the_end_day(sim: Any, use_conn: Any) -> None:
+    records = run(from_="2025-10-14", to="2025-10-20")
+    days = sorted({r["ChargePeriodStart"] for r in records})
+    assert days[0] == "2025-10-14T00:00:00Z" and days[-1] == "2025-10-19T00:00:00Z"
+    assert usage_requests(sim)[-1]["query"] == {"from": "2025-10-14", "to": "2025-10-20"}
+    assert records == in_window(
+        served(sim, STANDARD_ACCOUNT, **{"from": "2025-10-14", "to": "2025-10-20"})[0], "2025-10-14", "2025-10-20"
+    )
+
+
+def test_range_is_right_whether_the_api_reads_to_inclusively_or_not(
+    sim: Any, use_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inclusive = run(from_="2025-10-14", to="2025-11-14")
+    real = operator_module.CloudflareBillingHook.get_paygo_usage
+
+    def exclusive_api(self: Any, account_id: Any = None, from_: Any = None, to: Any = None) -> Any:
+        rows = real(self, account_id, from_, to)
+        return [r for r in rows if r["ChargePeriodStart"] < f"{to.isoformat()}T00:00:00Z"]
+
+    monkeypatch.setattr(operator_module.CloudflareBillingHook, "get_paygo_usage", exclusive_api)
+    assert run(from_="2025-10-14", to="2025-11-14") == inclusive
+    assert {r["BillingPeriodStart"] for r in inclusive} == {"2025-10-14T00:00:00Z"}
+    assert len(inclusive) == 31 * 4
+
+
+def test_datetime_bounds_from_the_sensor_mean_their_utc_days(sim: Any, use_conn: Any) -> None:
+    by_dates = run(from_="2025-10-14", to="2025-11-14")
+    assert run(from_="2025-10-14T00:00:00Z", to="2025-11-14T00:00:00Z") == by_dates
+    assert run(from_=dt.date(2025, 10, 14), to=dt.datetime(2025, 11, 14, tzinfo=dt.timezone.utc)) == by_dates
+
+
+@pytest.mark.parametrize(
+    ("account", "date", "start", "end"),
+    [
+        (STANDARD_ACCOUNT, "2025-10-01", "2025-09-14", "2025-10-14"),
+        (STANDARD_ACCOUNT, "2025-10-14", "2025-10-14", "2025-11-14"),  # the anchor day opens a period
+        (STANDARD_ACCOUNT, "2025-10-13T23:59:59Z", "2025-09-14", "2025-10-14"),
+        (ANCHOR31_ACCOUNT, "2025-10-01", "2025-09-30", "2025-10-31"),
+        (ANCHOR31_ACCOUNT, "2025-03-15", "2025-02-28", "2025-03-31"),  # clamped, then back to the 31st
+        (FOCUS_ACCOUNT, "2025-10-01", "2025-10-01", "2025-11-01"),  # two subscriptions: the usage's one
+        (LARGE_ACCOUNT, "2025-07-31", "2025-07-01", "2025-08-01"),
+    ],
+)
+def test_billing_period_of_fetches_the_accounts_own_period(
+    sim: Any, use_conn: Any, account: str, date: str, start: str, end: str
+) -> None:
+    records = run(account_id=account, billing_period_of=date)
+    assert records, "a whole past period has usage"
+    assert {r["BillingPeriodStart"] for r in records} == {f"{start}T00:00:00Z"}
+    days = sorted({r["ChargePeriodStart"] for r in records})
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    assert days[0] == f"{start}T00:00:00Z"
+    assert len(days) == (last - first).days  # every day of the period, nothing more
+    assert usage_requests(sim)[-1]["query"] == {"from": start, "to": end}
+    assert records == in_window(served(sim, account, **{"from": start, "to": end})[0], start, end)
+
+
+def test_billing_period_of_an_empty_account_is_an_empty_list(sim: Any, use_conn: Any) -> None:
+    assert run(account_id=EMPTY_ACCOUNT, billing_period_of="2025-10-01") == []
+
+
+def test_subscription_id_picks_the_billing_cycle(sim: Any, use_conn: Any) -> None:
+    from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
+
+    subscriptions = CloudflareBillingHook().get_billing_info(FOCUS_ACCOUNT)["subscriptions"]
+    second = max(subscriptions, key=lambda s: s["billing_cycle_anchor_timestamp"])
+    run(account_id=FOCUS_ACCOUNT, billing_period_of="2025-10-25", subscription_id=second["id"])
+    assert usage_requests(sim)[-1]["query"] == {"from": "2025-10-20", "to": "2025-11-20"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"from_": "2025-10-01"}, "Only from_ was given"),
+        ({"to": "2025-10-01"}, "Only to was given"),
+        ({"from_": "2025-10-01", "to": "2025-10-01"}, "is empty: to is exclusive"),
+        ({"from_": "2025-10-05", "to": "2025-10-01"}, "is empty"),
+        ({"billing_period_of": "2025-10-01", "from_": "2025-10-01", "to": "2025-11-01"}, "not both"),
+        ({"billing_period_of": ""}, "empty string"),
+        ({"from_": "", "to": "2025-10-01"}, "empty string"),
+        ({"from_": "2025-10-01T00:00:00", "to": "2025-11-01"}, "naive"),
+        ({"from_": "last monday", "to": "2025-11-01"}, "not an ISO 8601 date"),
+        ({"account_id": ""}, "empty"),
+        ({"account_id": "not-an-account"}, "32 hexadecimal"),
+        ({"destination": ""}, "not a location"),
+        ({"destination": "usage/out.jsonl"}, "relative local path"),
+        ({"file_format": "csv"}, "only applies to a destination"),
+        ({"destination": "file:///tmp/x/usage.xlsx", "file_format": "xlsx"}, "not supported"),
+        ({"destination": "file:///tmp/x/usage.parquet", "file_format": "csv"}, "contradicts"),
+    ],
+)
+def test_bad_inputs_fail_before_any_request(sim: Any, use_conn: Any, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(CloudflareBillingInputError, match=message):
+        run(**kwargs)
+    assert sim.request_count() == 0
+
+
+def test_a_result_too_large_for_xcom_points_to_destination(sim: Any, use_conn: Any) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException) as failure:
+        run(max_xcom_bytes=1_000)
+    message = str(failure.value)
+    assert "destination=" in message and "xcom_objectstorage_path" in message and "max_xcom_bytes" in message
+    assert len(run(max_xcom_bytes=None)) > 0
+
+
+def test_the_object_storage_xcom_backend_lifts_the_limit(
+    sim: Any, use_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", operator_module._XCOM_OBJECTSTORAGE_BACKEND)
+    monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH", tmp_path.as_uri())
+    monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD", "1000")
+    assert len(run(max_xcom_bytes=1_000)) > 0
+
+
+# -- object storage --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "json", "csv", "parquet"])
+def test_lands_a_file_and_returns_its_manifest(sim: Any, use_conn: Any, tmp_path: Path, file_format: str) -> None:
+    destination = f"file://{tmp_path}/account={{account_id}}/billing_period={{billing_period}}/usage.{file_format}"
+    manifest = run(billing_period_of="2025-10-01", destination=destination)
+
+    path = tmp_path / f"account={STANDARD_ACCOUNT}" / "billing_period=2025-09-14" / f"usage.{file_format}"
+    data = path.read_bytes()
+    records, exact = served(sim, STANDARD_ACCOUNT, **{"from": "2025-09-14", "to": "2025-10-14"})
+    records = in_window(records, "2025-09-14", "2025-10-14")
+    exact = in_window(exact, "2025-09-14", "2025-10-14")
+    if file_format == "jsonl":
+        assert_jsonl_matches(data, records)
+    elif file_format == "json":
+        assert json.loads(data) == records
+    elif file_format == "csv":
+        assert_csv_matches(data, exact)
+    else:
+        import pyarrow.parquet as pq
+
+        assert_parquet_matches(pq.read_table(io.BytesIO(data)), exact)
+
+    assert manifest == {
+        "uri": f"file://{path}",
+        "format": file_format,
+        "account_id": STANDARD_ACCOUNT,
+        "window": {"kind": "billing_period", "from": "2025-09-14", "to": "2025-10-14"},
+        "billing_periods": ["2025-09-14T00:00:00Z"],
+        "rows": len(records),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "totals": manifest["totals"],
+        "reconciliation": manifest["reconciliation"],
+    }
+    by_service: dict[str, Decimal] = {}
+    for row in exact:
+        by_service[row["ServiceName"]] = by_service.get(row["ServiceName"], Decimal(0)) + row["ContractedCost"]
+    assert {k: Decimal(v) for k, v in manifest["totals"]["by_service"]["USD"].items()} == by_service
+    assert Decimal(manifest["totals"]["by_currency"]["USD"]) == sum(by_service.values())
+    assert manifest["reconciliation"]["ok"] is True
+    assert manifest["reconciliation"]["rows_checked"] == len(records)
+    assert SIM_TOKEN not in json.dumps(manifest) and SIM_TOKEN.encode() not in data
+    assert leftovers(path.parent) == []
+
+
+def test_destination_as_object_storage_path_and_suffixless_format(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    manifest = run(
+        destination=ObjectStoragePath(f"file://{tmp_path}/account={{account_id}}/usage.txt"), file_format="csv"
+    )
+    assert manifest["format"] == "csv"
+    assert manifest["uri"] == f"file://{tmp_path}/account={STANDARD_ACCOUNT}/usage.txt"
+    landed = (tmp_path / f"account={STANDARD_ACCOUNT}" / "usage.txt").read_bytes()
+    assert landed.startswith(b"BillingCurrency,BillingPeriodStart,")
+    assert run(destination=(tmp_path / "usage.data").as_uri())["format"] == "jsonl"  # the default
+
+
+def test_a_store_with_rename_gets_an_upload_aside_then_a_rename(sim: Any, use_conn: Any) -> None:
+    """Neither a local disk nor an object store (fsspec's memory store): upload aside, then rename."""
+    from airflow.sdk import ObjectStoragePath
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    attach("memory", fs=MemoryFileSystem())  # how a DAG author attaches a filesystem Airflow has no provider for
+    target = ObjectStoragePath("memory://cfbilling-test/usage.jsonl")
+    manifest = run(destination=target)
+    assert manifest["uri"] == "memory:///cfbilling-test/usage.jsonl"  # the memory store roots paths at /
+    data = target.read_bytes()
+    assert_jsonl_matches(data, served(sim, STANDARD_ACCOUNT)[0])
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
+    assert [p.name for p in target.parent.iterdir()] == ["usage.jsonl"]
+    target.unlink()
+
+
+def test_an_empty_result_lands_a_valid_empty_file(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    manifest = run(
+        account_id=EMPTY_ACCOUNT, billing_period_of="2025-10-01", destination=(tmp_path / "u.parquet").as_uri()
+    )
+    table = pq.read_table(tmp_path / "u.parquet")
+    assert table.num_rows == 0 and table.column_names[0] == "BillingCurrency"
+    assert manifest["rows"] == 0 and manifest["billing_periods"] == []
+    assert manifest["totals"] == {"by_currency": {}, "by_service": {}}
+
+
+def test_same_window_same_data_gives_the_same_bytes_at_the_same_uri(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    uri = (tmp_path / "usage.parquet").as_uri()
+    first = run(billing_period_of="2025-10-01", destination=uri)
+    mtime_bytes = (tmp_path / "usage.parquet").read_bytes()
+    second = run(billing_period_of="2025-10-01", destination=uri)
+    assert first == second
+    assert (tmp_path / "usage.parquet").read_bytes() == mtime_bytes
+    assert leftovers(tmp_path) == []
+
+
+def test_month_to_date_overwrites_one_object_per_period(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    destination = f"file://{tmp_path}/mtd/account={{account_id}}/billing_period={{billing_period}}/usage.jsonl"
+    first = run(destination=destination)
+    sim.set_today(dt.date(2025, 11, 21))  # one more day of usage in the same period
+    second = run(destination=destination)
+    assert first["uri"] == second["uri"] and first["uri"].endswith("billing_period=2025-11-14/usage.jsonl")
+    assert second["rows"] == first["rows"] + 4
+    assert (
+        len(
+            (tmp_path / "mtd" / f"account={STANDARD_ACCOUNT}" / "billing_period=2025-11-14" / "usage.jsonl")
+            .read_bytes()
+            .splitlines()
+        )
+        == second["rows"]
+    )
+    sim.set_today(dt.date(2025, 12, 15))  # a new period: a new object, the old one stays
+    third = run(destination=destination)
+    assert third["uri"].endswith("billing_period=2025-12-14/usage.jsonl")
+    assert sorted(p.name for p in (tmp_path / "mtd" / f"account={STANDARD_ACCOUNT}").iterdir()) == [
+        "billing_period=2025-11-14",
+        "billing_period=2025-12-14",
+    ]
+
+
+def test_billing_period_placeholder_refuses_a_window_spanning_periods(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    with pytest.raises(CloudflareBillingInputError, match="spans 2 billing periods"):
+        run(from_="2025-10-01", to="2025-11-01", destination=tmp_path.as_uri() + "/{billing_period}.jsonl")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- failure safety ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def landed(sim: Any, use_conn: Any, tmp_path: Path) -> tuple[str, Path, bytes]:
+    """A good object from a first run (fast-failing retries from now on)."""
+    use_conn(max_retry_wait=0)
+    uri = (tmp_path / "usage.parquet").as_uri()
+    run(billing_period_of="2025-10-01", destination=uri)
+    path = tmp_path / "usage.parquet"
+    return uri, path, path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("fault", "params", "error"),
+    [
+        ("server_error", {}, CloudflareServerError),
+        ("truncated", {}, CloudflareConnectionError),
+        ("wrong_type_result", {}, CloudflareResponseError),
+        ("null_result", {}, CloudflareResponseError),
+        ("missing_column", {"column": "ChargePeriodStart"}, CloudflareResponseError),
+    ],
+)
+def test_an_api_fault_mid_run_keeps_the_previous_object(
+    sim: Any, landed: tuple[str, Path, bytes], fault: str, params: dict[str, Any], error: type[Exception]
+) -> None:
+    uri, path, before = landed
+    sim.add_fault(fault, path="usage/paygo", **params)
+    with pytest.raises(error):
+        run(billing_period_of="2025-10-01", destination=uri)
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+def test_a_failure_while_writing_keeps_the_previous_object(
+    sim: Any, landed: tuple[str, Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, path, before = landed
+
+    def half_then_fail(records: Any, fileobj: Any, file_format: str) -> None:
+        fileobj.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(operator_module, "write_records", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        run(billing_period_of="2025-10-01", destination=uri)
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+def test_a_failure_at_commit_keeps_the_previous_object(
+    sim: Any, landed: tuple[str, Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, path, before = landed
+    sim.set_today(dt.date(2025, 11, 21))  # different data, so a commit would change the object
+
+    def crash(src: str, dst: str) -> None:
+        raise KeyboardInterrupt  # the task is being killed
+
+    monkeypatch.setattr(operator_module.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(destination=uri)
+    assert path.read_bytes() == before
+    assert leftovers(path.parent) == []
+
+
+def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
+    """SIGKILL mid-write: the destination still holds the previous object; only a hidden temp remains."""
+    target = tmp_path / "usage.jsonl"
+    target.write_bytes(b'{"previous":"good"}\n')
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from airflow.sdk import ObjectStoragePath
+        from airflow_provider_cfbilling.operators import billing
+
+        def slow_writer(records, fileobj, file_format):
+            fileobj.write(b'{{"partial": ')
+            fileobj.flush()
+            print("writing", flush=True)
+            time.sleep(60)
+
+        billing.write_records = slow_writer
+        billing.write_atomically([{{}}], ObjectStoragePath({target.as_uri()!r}), "jsonl")
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "writing"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert target.read_bytes() == b'{"previous":"good"}\n'
+    hidden = [p.name for p in tmp_path.iterdir() if p != target]
+    assert len(hidden) == 1 and hidden[0].startswith(".usage.jsonl.tmp-")  # ignored by dataset readers
+
+
+# -- reconciliation --------------------------------------------------------------------------------
+
+
+def _tamper(monkeypatch: pytest.MonkeyPatch, day: str, service: str, cost: float) -> None:
+    real = operator_module.CloudflareBillingHook.get_paygo_usage
+
+    def tampered(self: Any, *args: Any, **kwargs: Any) -> Any:
+        rows = real(self, *args, **kwargs)
+        for row in rows:
+            if row["ChargePeriodStart"] == day and row["ServiceName"] == service:
+                row["ContractedCost"] = cost
+        return rows
+
+    monkeypatch.setattr(operator_module.CloudflareBillingHook, "get_paygo_usage", tampered)
+
+
+def test_a_reconciliation_mismatch_is_recorded_in_the_manifest(
+    sim: Any, use_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tamper(monkeypatch, "2025-09-20T00:00:00Z", "Workers Standard", 999.5)
+    manifest = run(billing_period_of="2025-10-01", destination=(tmp_path / "u.jsonl").as_uri())
+    check = manifest["reconciliation"]
+    assert check["ok"] is False and check["mismatch_count"] == 1
+    mismatch = check["mismatches"][0]
+    assert mismatch["ChargePeriodStart"] == "2025-09-20T00:00:00Z"
+    assert mismatch["ServiceName"] == "Workers Standard" and mismatch["ContractedCost"] == "999.5"
+    assert Decimal(mismatch["difference"]) == Decimal("999.5") - Decimal(mismatch["movement"])
+    logged = capsys.readouterr().out
+    assert "Reconciliation: 1 row(s)" in logged and '"ContractedCost": "999.5"' in logged
+    assert (tmp_path / "u.jsonl").exists()
+
+
+def test_strict_reconciliation_fails_before_writing(
+    sim: Any, use_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tamper(monkeypatch, "2025-09-20T00:00:00Z", "Workers Standard", 999.5)
+    with pytest.raises(CloudflareBillingError, match=r"Reconciliation failed .* 1 row"):
+        run(billing_period_of="2025-10-01", destination=(tmp_path / "u.jsonl").as_uri(), strict=True)
+    assert list(tmp_path.iterdir()) == []
+    assert run(billing_period_of="2025-10-01", strict=True, reconcile=False)  # opt out entirely
+
+
+def test_reconciliation_passes_on_every_simulated_account(sim: Any, use_conn: Any) -> None:
+    sim.set_large_zones(3)
+    for account in (STANDARD_ACCOUNT, ANCHOR31_ACCOUNT, FOCUS_ACCOUNT, LARGE_ACCOUNT):
+        for kwargs in ({}, {"billing_period_of": "2025-10-01"}, {"from_": "2025-10-20", "to": "2025-11-20"}):
+            run(account_id=account, strict=True, **kwargs)
+
+
+def _rows(*days: tuple[str, float, float], period: str = "2025-10-14", **extra: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "BillingPeriodStart": f"{period}T00:00:00Z",
+            "BillingCurrency": "USD",
+            "ServiceName": "Workers Standard",
+            "ChargePeriodStart": f"{day}T00:00:00Z",
+            "ContractedCost": cost,
+            "CumulatedContractedCost": cumulated,
+            **extra,
+        }
+        for day, cost, cumulated in days
+    ]
+
+
+def test_reconcile_is_exact_where_floats_drift() -> None:
+    rows = _rows(("2025-10-14", 0.1, 0.1), ("2025-10-15", 0.2, 0.3), ("2025-10-16", 0.1, 0.4))
+    assert 0.3 - 0.1 != 0.2  # float arithmetic would report a false mismatch
+    assert reconcile(rows)["ok"] is True
+    assert reconcile(rows)["rows_checked"] == 3
+
+
+def test_reconcile_anchors_on_the_first_row_seen_mid_period() -> None:
+    mid = _rows(("2025-10-20", 0.5, 3.5), ("2025-10-21", 0.25, 3.75))
+    assert reconcile(mid) == {"ok": True, "rows_checked": 1, "groups": 1, "mismatch_count": 0, "mismatches": []}
+    # Known complete from the period's start: the first row must then start from zero.
+    result = reconcile(mid, complete_from=dt.datetime(2025, 10, 14, tzinfo=dt.timezone.utc))
+    assert result["ok"] is False and result["mismatches"][0]["previous_CumulatedContractedCost"] == "0"
+
+
+def test_reconcile_checks_the_first_day_from_zero_and_keys_zones_apart() -> None:
+    assert reconcile(_rows(("2025-10-14", 0.5, 0.75)))["ok"] is False
+    zones = _rows(("2025-10-14", 1.0, 1.0), ("2025-10-15", 1.0, 2.0), ZoneId="a") + _rows(
+        ("2025-10-14", 5.0, 5.0), ("2025-10-15", 5.0, 10.0), ZoneId="b"
+    )
+    result = reconcile(zones)
+    assert result["ok"] is True and result["groups"] == 2 and result["rows_checked"] == 4
+
+
+def test_reconcile_reports_null_costs() -> None:
+    rows = _rows(("2025-10-14", 0.5, 0.5), ("2025-10-15", 0.5, 1.0))
+    rows[1]["ContractedCost"] = None
+    result = reconcile(rows)
+    assert result["ok"] is False and result["mismatches"][0]["problem"] == "null cost value"
+
+
+def test_cost_totals_are_exact_decimal_strings() -> None:
+    euro = {"BillingCurrency": "EUR", "ServiceName": "Stream", "ContractedCost": 0.000001}
+    rows = [*_rows(("2025-10-14", 0.1, 0.1), ("2025-10-15", 0.2, 0.3)), euro]
+    assert cost_totals(rows) == {
+        "by_currency": {"EUR": "0.000001", "USD": "0.3"},
+        "by_service": {"EUR": {"Stream": "0.000001"}, "USD": {"Workers Standard": "0.3"}},
+    }
+
+
+# -- rate limits -------------------------------------------------------------------------------------
+
+
+def test_a_long_rate_limit_fails_with_the_wait_when_not_deferrable(sim: Any, use_conn: Any) -> None:
+    use_conn(max_retry_wait=0)
+    sim.add_fault("block", times=1)
+    with pytest.raises(CloudflareRateLimitError, match=r"300 s.*retry_delay >= 300 s") as failure:
+        run(deferrable=False)
+    assert failure.value.retry_after == 300
+
+
+def test_a_long_rate_limit_defers_for_the_wait_when_deferrable(sim: Any, use_conn: Any) -> None:
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+    from airflow.sdk.exceptions import TaskDeferred
+
+    use_conn(max_retry_wait=0)
+    sim.add_fault("block", times=1)
+    operator = CloudflarePaygoUsageOperator(task_id="usage", deferrable=True)
+    before = pendulum.now("UTC")
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, DateTimeTrigger)
+    assert 299 <= (trigger.moment - before).total_seconds() <= 305
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.kwargs == {"deferrals": 1}
+    # Resumed by the triggerer: the fetch runs again and succeeds.
+    assert operator.execute_complete({}, event=None, deferrals=1) == served(sim, STANDARD_ACCOUNT)[0]
+
+
+def test_deferrals_are_bounded(sim: Any, use_conn: Any) -> None:
+    use_conn(max_retry_wait=0)
+    sim.add_fault("block")
+    operator = CloudflarePaygoUsageOperator(task_id="usage", deferrable=True)
+    with pytest.raises(CloudflareRateLimitError, match="Still rate-limited after 3 deferred"):
+        operator.execute_complete({}, event=None, deferrals=MAX_RATE_LIMIT_DEFERRALS)
+
+
+def test_rate_limit_while_resolving_the_period_defers_too(sim: Any, use_conn: Any) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    use_conn(max_retry_wait=0)
+    sim.add_fault("block", times=1, path="info")
+    with pytest.raises(TaskDeferred):
+        run(billing_period_of="2025-10-01", deferrable=True)
+
+
+def test_deferrable_defaults_to_the_airflow_setting() -> None:
+    import inspect
+
+    default = inspect.signature(CloudflarePaygoUsageOperator.__init__).parameters["deferrable"].default
+    from airflow.configuration import conf
+
+    assert default is conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def test_deferral_through_a_real_dag_run(
+    sim: Any, use_conn: Any, dag_runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dag.test() runs the trigger inline: defer for Retry-After, resume, land the file."""
+    use_conn(max_retry_wait=0)
+    monkeypatch.setenv("CFBILLING_TEST_OUT", tmp_path.as_uri())
+    sim.add_fault("rate_limit", times=1, retry_after=2)
+    started = time.monotonic()
+    result = dag_runner(DAGS / "operator_rate_limit.py", "operator_rate_limit")
+    assert result.state == "success", result.task_states
+    assert time.monotonic() - started >= 2
+    assert [r["status"] for r in usage_requests(sim)] == [429, 200]
+    manifest = result.xcom("land")
+    assert manifest["rows"] > 0 and (tmp_path / "usage.jsonl").exists()
+
+
+# -- assets ------------------------------------------------------------------------------------------
+
+
+def test_outlet_assets_carry_the_manifest(
+    sim: Any, use_conn: Any, dag_runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("CFBILLING_TEST_OUT", tmp_path.as_uri())
+    result = dag_runner(DAGS / "operator_assets.py", "operator_assets")
+    assert result.state == "success", result.task_states
+    manifest = result.xcom("land")
+    assert manifest["uri"] == f"file://{tmp_path}/account={STANDARD_ACCOUNT}/usage.parquet"
+    with create_session() as session:
+        events = {
+            asset.uri: event.extra
+            for event, asset in session.query(AssetEvent, AssetModel)
+            .filter(AssetEvent.asset_id == AssetModel.id, AssetEvent.source_run_id == result.run_id)
+            .all()
+        }
+    assert events[tmp_path.as_uri()] == manifest  # the declared Asset (the dataset's root)
+    assert events[manifest["uri"]] == manifest  # the AssetAlias resolved to the written object
+
+
+# -- import cost ---------------------------------------------------------------------------------------
+
+
+def test_importing_the_operator_loads_no_heavy_module() -> None:
+    code = (
+        "import sys; import airflow_provider_cfbilling.operators.billing; "
+        "heavy = [m for m in ('pyarrow', 's3fs', 'botocore', 'aiobotocore') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert out.stdout.strip() == ""
