@@ -4,7 +4,7 @@ The operator composes the hook (HTTP), ``utils.periods`` (billing periods), ``ut
 formats) and ``utils.reconcile`` (exact totals and reconciliation). It imports nothing heavy at module
 level: pyarrow and the fsspec backends load inside ``execute``, so DAG files stay cheap to parse.
 
-Window semantics (see docs/operator.md):
+Window semantics (see the README, "Windows: what is fetched"):
 
 * no ``from_``/``to``/``billing_period_of``: the current billing period, exactly as the API defines it
   (the request carries no window parameters);
