@@ -71,8 +71,7 @@ def to_utc_datetime(value: Any, name: str) -> pendulum.DateTime:
     if isinstance(value, dt.date):
         return pendulum.datetime(value.year, value.month, value.day, tz="UTC")
     raise CloudflareBillingInputError(
-        f"{name} must be a date, an aware datetime or an ISO 8601 string, not {type(value).__name__} "
-        f"({value!r})."
+        f"{name} must be a date, an aware datetime or an ISO 8601 string, not {type(value).__name__} ({value!r})."
     )
 
 
@@ -96,7 +95,5 @@ def validate_window(from_: Any, to: Any) -> tuple[dt.date, dt.date] | None:
         )
     start, end = to_api_date(from_, "from_"), to_api_date(to, "to")
     if start > end:
-        raise CloudflareBillingInputError(
-            f"from_ ({start.isoformat()}) is after to ({end.isoformat()}): swap them."
-        )
+        raise CloudflareBillingInputError(f"from_ ({start.isoformat()}) is after to ({end.isoformat()}): swap them.")
     return start, end
