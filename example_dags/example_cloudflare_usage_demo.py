@@ -37,9 +37,9 @@ def example_cloudflare_usage_demo() -> None:
         currency = records[0]["BillingCurrency"] if records else "USD"
         lines = [f"{'service':<28}{'rows':>6}  {'cost (' + currency + ')':>14}"]
         for name, entry in sorted(by_service.items()):
-            lines.append(f"{name:<28}{entry['rows']:>6}  {entry['cost']:>14}")
+            lines.append(f"{name:<28}{entry['rows']:>6}  {entry['cost']:>14.6f}")
         total = sum((entry["cost"] for entry in by_service.values()), Decimal(0))
-        lines.append(f"{'TOTAL':<28}{len(records):>6}  {total:>14}")
+        lines.append(f"{'TOTAL':<28}{len(records):>6}  {total:>14.6f}")
         print("\n".join(lines))
         return {name: {"rows": e["rows"], "cost": str(e["cost"])} for name, e in by_service.items()}
 
