@@ -17,17 +17,9 @@ checks pass.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
-import secrets
 import shutil
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +27,7 @@ from typing import Any
 
 import pendulum
 import pytest
+from engine import FINISHED, Engine, wait_until
 
 from airflow_provider_cfbilling.testing.simulator import ANCHOR31_ACCOUNT, FOCUS_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 
@@ -42,111 +35,11 @@ DAG_FILE = Path(__file__).parent / "dags" / "sensor_engine_modes.py"
 DAG_ID = "sensor_engine_modes"
 ACCOUNT_OF = {"deferrable": STANDARD_ACCOUNT, "poke": ANCHOR31_ACCOUNT, "reschedule": FOCUS_ACCOUNT}
 TASKS = ("wait_deferrable", "wait_poke", "wait_reschedule", "book")
-FINISHED = ("success", "failed", "upstream_failed", "skipped")
 TRIGGER_CLASSPATH = "airflow_provider_cfbilling.triggers.billing.CloudflareBillingPeriodTrigger"
-AIRFLOW = [sys.executable, "-m", "airflow"]
 # The close moment, counted from the components' start: long enough for the sensor's first check to come
 # before it on a slow machine, short enough to keep the test well under two minutes.
 CLOSE_AFTER_SECONDS = 40
-STARTUP_TIMEOUT = 90
 RUN_TIMEOUT = 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Engine:
-    """Airflow's components in their own AIRFLOW_HOME, started and stopped by the test."""
-
-    def __init__(self, home: Path, extra_env: dict[str, str]) -> None:
-        self.home = home
-        self.db_path = home / "airflow.db"
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))}
-        env.update(
-            {
-                "AIRFLOW_HOME": str(home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "4",
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(self.port),
-                "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-                **extra_env,
-            }
-        )
-        self.env = env
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def airflow(self, *args: str) -> str:
-        done = subprocess.run([*AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False)
-        assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    def start(self) -> None:
-        commands = {
-            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            "scheduler": ["scheduler", "--skip-serve-logs"],
-            "dag-processor": ["dag-processor"],
-            "triggerer": ["triggerer", "--skip-serve-logs"],
-        }
-        for name, args in commands.items():
-            log = open(self.home / f"{name}.out", "wb")  # noqa: SIM115 (closed with the process)
-            self.processes[name] = subprocess.Popen(
-                [*AIRFLOW, *args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopping it stops its children
-            )
-            log.close()
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for process in self.processes.values():  # any worker left in a component's group
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-    def check_alive(self) -> None:
-        for name, process in self.processes.items():
-            assert process.poll() is None, f"{name} exited with {process.returncode}:\n{self.output(name)}"
-
-    def output(self, name: str, tail: int = 4000) -> str:
-        path = self.home / f"{name}.out"
-        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
-
-    def diagnostics(self) -> str:
-        return "\n".join(f"--- {name} ---\n{self.output(name)}" for name in self.processes)
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        for _ in range(50):
-            try:
-                with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5) as db:
-                    return db.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:  # locked, or the table is not there yet
-                last = exc
-                time.sleep(0.1)
-        raise last
 
 
 @pytest.fixture
@@ -253,11 +146,3 @@ def bill(sim: Any, account_id: str) -> tuple[int, int]:
     calls = [r for r in sim.requests if r["account_id"] == account_id]
     info = sum(1 for r in calls if r["path"].endswith("/info"))
     return info, len(calls) - info
-
-
-def wait_until(engine: Engine, what: str, condition: Any, timeout: float = STARTUP_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        engine.check_alive()
-        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{engine.diagnostics()}"
-        time.sleep(0.5)

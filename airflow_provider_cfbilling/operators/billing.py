@@ -41,6 +41,7 @@ from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.utils import reconcile as reconciliation
 from airflow_provider_cfbilling.utils.formats import (
     FILE_FORMATS,
+    check_records,
     format_for_name,
     to_utc_timestamp,
     write_records,
@@ -62,6 +63,17 @@ DEFAULT_MAX_XCOM_BYTES = 1_048_576
 # Object stores without a rename: one upload of the complete object is atomic there.
 _SINGLE_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss"})
 _XCOM_OBJECTSTORAGE_BACKEND = "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend"
+# What to install for the common object-storage schemes, for the error when none serves a destination.
+_PROVIDER_OF_SCHEME = {
+    "s3": "apache-airflow-providers-amazon[s3fs] (or this package's [s3] extra)",
+    "s3a": "apache-airflow-providers-amazon[s3fs] (or this package's [s3] extra)",
+    "gs": "apache-airflow-providers-google",
+    "gcs": "apache-airflow-providers-google",
+    "abfs": "apache-airflow-providers-microsoft-azure",
+    "abfss": "apache-airflow-providers-microsoft-azure",
+    "az": "apache-airflow-providers-microsoft-azure",
+    "adl": "apache-airflow-providers-microsoft-azure",
+}
 
 
 @dataclass(frozen=True)
@@ -226,6 +238,9 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     def _run(self, context: Context, deferrals: int) -> Any:
         # Everything that can be checked without a request is checked first.
+        self._check_not_blank("subscription_id", "the earliest-anchored active subscription")
+        self._check_not_blank("destination_conn_id", "the backend's default connection")
+        self._check_not_blank("file_format", "the format the destination's suffix implies")
         account = self._account()
         bounds = self._window_bounds()
         target = self._target()
@@ -269,6 +284,14 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         return manifest
 
     # -- inputs -----------------------------------------------------------------------------------
+
+    def _check_not_blank(self, name: str, default: str) -> None:
+        value = getattr(self, name)
+        if isinstance(value, str) and not value.strip():
+            raise CloudflareBillingInputError(
+                f"{name}={value!r} is blank (did a template render to nothing?). Pass a value, or leave it unset "
+                f"(None) for {default}."
+            )
 
     def _account(self) -> str:
         if self.account_id is None:
@@ -318,14 +341,23 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             return None
         if isinstance(destination, ObjectStoragePath):
             uri, conn_id = _clean_uri(destination), self.destination_conn_id or destination.conn_id
+            _check_filesystem(destination, uri)
         elif isinstance(destination, str) and destination.strip():
             uri = destination.strip()
-            probe = ObjectStoragePath(uri)
+            if uri.endswith("/"):
+                raise CloudflareBillingInputError(
+                    f"destination={uri!r} ends with '/': it names a folder, not the object to write (did part of a "
+                    "template render to nothing?). End it with a file name, e.g. '.../usage.parquet'."
+                )
+            probe = _storage_path(uri)
             if probe.protocol in ("", "file", "local") and not probe.path.startswith("/"):
                 raise CloudflareBillingInputError(
                     f"destination={uri!r} is a relative local path: it would land wherever the worker runs. "
                     "Use an absolute URI such as 'file:///data/cloudflare/usage.jsonl'."
                 )
+            if probe.protocol in ("", "file", "local") and os.path.isdir(probe.path):
+                raise _is_a_directory(uri)
+            _check_filesystem(probe, uri)
             conn_id = self.destination_conn_id or probe.conn_id
         else:
             raise CloudflareBillingInputError(
@@ -372,13 +404,23 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     def _fetch(self, account: str, window: UsageWindow) -> list[dict[str, Any]]:
         if window.start is None or window.end is None:
-            return self.hook.get_paygo_usage(account)
+            records = self.hook.get_paygo_usage(account)
+            check_records(records, f"the usage of account {account} for {window.describe()}")
+            return records
         # Ask for from_..to: the end day is covered whether the API reads `to` inclusively or not.
         fetched = self.hook.get_paygo_usage(account, window.start, window.end)
+        check_records(fetched, f"the usage of account {account} for {window.describe()}")
         kept = [record for record in fetched if window.keeps(record)]
         if len(kept) != len(fetched):
             self.log.info(
                 "Kept %d of %d rows: the others start outside %s.", len(kept), len(fetched), window.describe()
+            )
+        if not fetched and window.kind == "range":
+            self.log.warning(
+                "Cloudflare returned no usage for %s. The API answers nothing for a range that does not contain "
+                "the subscription's billing-cycle anchor day; for past usage, fetch whole billing periods "
+                "(billing_period_of, or the sensor's start and end).",
+                window.describe(),
             )
         return kept
 
@@ -528,6 +570,8 @@ def write_atomically(records: Sequence[dict[str, Any]], path: ObjectStoragePath,
     fs = path.fs
     if isinstance(fs, LocalFileSystem):
         target = path.path
+        if os.path.isdir(target):
+            raise _is_a_directory(_clean_uri(path))
         os.makedirs(os.path.dirname(target), exist_ok=True)
         staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
         try:
@@ -584,6 +628,47 @@ def _verify_parquet(local_path: str, rows: int) -> None:
     found = pq.read_metadata(local_path).num_rows
     if found != rows:
         raise CloudflareBillingError(f"The staged Parquet file holds {found} rows, not {rows}; not committed.")
+
+
+def _storage_path(uri: str) -> ObjectStoragePath:
+    """``ObjectStoragePath(uri)``, with an unknown scheme reported as the input error it is."""
+    from airflow.sdk import ObjectStoragePath
+
+    try:
+        return ObjectStoragePath(uri)
+    except ValueError as exc:
+        raise CloudflareBillingInputError(
+            f"destination={uri!r} cannot be opened: {exc}. Use a scheme whose filesystem is installed "
+            "(file://, s3:// with apache-airflow-providers-amazon[s3fs], gs:// with apache-airflow-providers-google, "
+            "abfs:// with apache-airflow-providers-microsoft-azure, ...)."
+        ) from None
+
+
+def _check_filesystem(path: ObjectStoragePath, uri: str) -> None:
+    """Refuse, before any request, a destination whose scheme no installed provider serves."""
+    from airflow.sdk.io import has_fs
+
+    scheme = path.protocol or "file"
+    if scheme in ("file", "local") or has_fs(scheme):
+        return
+    try:
+        path.fs  # noqa: B018 (a filesystem attached by the DAG author with airflow.sdk.io.attach)
+        return
+    except ValueError:
+        pass
+    package = _PROVIDER_OF_SCHEME.get(scheme)
+    install = f"install {package}" if package else "install the Airflow provider that serves it"
+    raise CloudflareBillingInputError(
+        f"destination={uri!r} uses the scheme '{scheme}', for which no filesystem is installed on this worker: "
+        f"{install}, or write elsewhere. Nothing was fetched."
+    )
+
+
+def _is_a_directory(uri: str) -> CloudflareBillingInputError:
+    return CloudflareBillingInputError(
+        f"destination={uri!r} is a directory: the destination must name the file to write, e.g. "
+        f"'{uri.rstrip('/')}/usage.jsonl'."
+    )
 
 
 def _clean_uri(path: ObjectStoragePath) -> str:

@@ -176,6 +176,12 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
     def _read_inputs(self, context: Context) -> None:
         """Validate the rendered inputs; raises before any request."""
         self._target = self._resolve_target(context)
+        if isinstance(self.subscription_id, str) and not self.subscription_id.strip():
+            raise CloudflareBillingInputError(
+                f"subscription_id={self.subscription_id!r} of task {self.task_id!r} is blank (did a template "
+                "render to nothing?). Pass a subscription id, or leave it unset (None) for the earliest-anchored "
+                "subscription active at the target."
+            )
         if self.account_id is not None:
             self._account = validate_account_id(self.account_id, f"the account_id of task {self.task_id!r}")
         else:
@@ -321,16 +327,25 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
     # -- helpers ----------------------------------------------------------------------------------
 
     def _period_starts(self, rows: list[dict[str, Any]], subscription_id: str | None) -> list[pendulum.DateTime]:
-        """The BillingPeriodStart values in a usage answer (of one subscription when its rows say so)."""
+        """The BillingPeriodStart values in a usage answer (of one subscription when its rows say so).
+
+        A row without one is the API's fault: skipping it could read "no usage" and close a period that the
+        API still shows open.
+        """
         return [
-            self._instant(row["BillingPeriodStart"], "BillingPeriodStart")
+            self._instant(row.get("BillingPeriodStart"), "BillingPeriodStart")
             for row in rows
-            if row.get("BillingPeriodStart")
-            and (subscription_id is None or row.get("SubscriptionId") in (None, subscription_id))
+            if subscription_id is None or row.get("SubscriptionId") in (None, subscription_id)
         ]
 
     def _instant(self, value: Any, field: str) -> pendulum.DateTime:
         """An instant sent by the API; a value that is not one is the API's fault, not the user's."""
+        if value is None:
+            raise CloudflareResponseError(
+                f"Cloudflare sent a record without {field} (missing or null) for account {self._account}: the "
+                "billing period cannot be placed, and reading it as 'no usage' could close a period that is "
+                "still open. Retry later; report it if it persists."
+            )
         try:
             return parse_instant(value, field)
         except CloudflareBillingInputError as exc:

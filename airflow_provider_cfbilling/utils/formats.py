@@ -85,6 +85,10 @@ DECIMAL_COLUMNS = frozenset(
     {"ConsumedQuantity", "ContractedCost", "CumulatedContractedCost", "BilledCost", "EffectiveCost", "ListCost"}
 )
 INTEGER_COLUMNS = frozenset({"PricingQuantity", "CumulatedPricingQuantity"})
+_STRING_COLUMNS = frozenset({"BillingCurrency", "ConsumedUnit", "ServiceName"})
+_MISSING = object()
+# Unicode line breaks json.dumps leaves raw (it escapes the ASCII ones): escaped in JSON text, see json_text.
+_LINE_BREAK_ESCAPES = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 DECIMAL_PRECISION = 38
 DECIMAL_SCALE = 18
@@ -156,12 +160,83 @@ def to_utc_timestamp(value: Any, column: str = "value") -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
+def check_records(records: Sequence[Record], source: str) -> None:
+    """Check that every record carries the brief's 11 columns, non-null and of the API's documented types.
+
+    A record without its cost, currency, service or dates cannot be booked, and a number sent as a string
+    changes the type of a whole column in the landed files (JSON Lines consumers would read text, sums would
+    fail or silently skip it). Either way the API has broken its contract: nothing is written or returned,
+    rather than a file that books a wrong cost. Unknown and FOCUS 1.3 columns are not checked here (they are
+    kept as sent).
+
+    :param records: the API's records
+    :param source: what they are, for the message (e.g. "the usage of account 023e...")
+    :raises CloudflareResponseError: naming the column, the row and the value
+    """
+    valid_stamps: set[str] = set()  # usage rows share a handful of date-times: parse each once
+    for index, record in enumerate(records):
+        for column in BRIEF_COLUMNS:
+            value = record.get(column, _MISSING)
+            if column in TIMESTAMP_COLUMNS and value.__class__ is str and value in valid_stamps:
+                continue
+            problem = _contract_problem(column, value)
+            if problem is None:
+                if column in TIMESTAMP_COLUMNS:
+                    valid_stamps.add(value)
+                continue
+            where = ", ".join(
+                f"{name} {record[name]!r}" for name in ("ChargePeriodStart", "ServiceName") if name in record
+            )
+            raise CloudflareResponseError(
+                f"Cloudflare sent {source} with a record (row {index + 1} of {len(records)}"
+                f"{': ' + where if where else ''}) whose {column} {problem}. The brief's 11 columns are mandatory "
+                f"and typed ({', '.join(BRIEF_COLUMNS)}): the API broke its contract, so nothing was written or "
+                "returned (a partial or retyped file would book a wrong cost). Retry later; if it persists, "
+                "report it with this message."
+            )
+
+
+def _contract_problem(column: str, value: Any) -> str | None:
+    """What is wrong with a brief column's value (phrased to follow "whose <column> "), or None."""
+    if value is _MISSING:
+        return "is missing"
+    if value is None:
+        return "is null"
+    if column in _STRING_COLUMNS:
+        return None if isinstance(value, str) else f"holds {value!r}, not a string"
+    if column in TIMESTAMP_COLUMNS:
+        if not isinstance(value, str):
+            return f"holds {value!r}, not an ISO 8601 date-time string"
+        try:
+            to_utc_timestamp(value, column)
+        except CloudflareResponseError:
+            return f"holds {value!r}, not an ISO 8601 date-time with a UTC offset"
+        return None
+    # The numeric columns: JSON numbers, never strings or booleans.
+    if isinstance(value, str):
+        return (
+            f"holds the string {value!r} where the API sends a JSON number: the column's type changed, and "
+            "landing it would turn a cost or quantity column into text"
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"holds {value!r}, not a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"holds {value!r}, not a finite number"
+    if column in INTEGER_COLUMNS and isinstance(value, float) and not value.is_integer():
+        return f"holds {value!r}, not an integer"
+    return None
+
+
 def json_text(value: Any) -> str:
     """Compact JSON text of a parsed JSON value; numbers keep the API's plain decimal form.
 
     Python's ``json`` writes ``5e-06`` for the literal ``0.000005``: the same number, other text. Here a
     float is written as the plain decimal of its shortest repr (``0.000005``, ``3.0``), which is the API's
     literal whenever the API writes plain decimals, and always reads back as the very same float.
+
+    Text is UTF-8 as it is, except the three characters some line readers take for a line break (U+0085,
+    U+2028, U+2029; ``json`` already escapes the ASCII controls): they are escaped, so that one JSON Lines
+    record is one line for any reader (Python's ``str.splitlines`` included). The value is unchanged.
     """
     if value is None:
         return "null"
@@ -175,7 +250,7 @@ def json_text(value: Any) -> str:
         text = format(Decimal(repr(value)), "f")
         return text if "." in text else text + ".0"  # keep it a float literal
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False).translate(_LINE_BREAK_ESCAPES)
     if isinstance(value, list):
         return "[" + ",".join(json_text(item) for item in value) + "]"
     if isinstance(value, dict):

@@ -63,9 +63,10 @@ def to_utc_datetime(value: Any, name: str) -> pendulum.DateTime:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise CloudflareBillingInputError(
-                f"{name}={value.isoformat()!r} is a naive datetime: billing days are UTC days and a "
-                "guessed time zone can shift the window by a day. Pass an aware datetime (e.g. "
-                "pendulum.datetime(2025, 2, 1, tz='UTC')), an offset in the string ('...Z'), or a date."
+                f"{name}={value.isoformat()!r} is a naive datetime (no time zone). It is refused, not read as "
+                "UTC or as the worker's local time: billing days are UTC days and a guessed time zone can shift "
+                "the window by a day. Pass an aware datetime (e.g. pendulum.datetime(2025, 2, 1, tz='UTC')), an "
+                "offset in the string ('...Z' or '+00:00'), or a plain date ('2025-02-01', read as that UTC day)."
             )
         return pendulum.instance(value).in_timezone("UTC")
     if isinstance(value, dt.date):
