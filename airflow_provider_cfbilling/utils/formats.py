@@ -34,6 +34,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -363,9 +364,9 @@ def write_parquet(records: Sequence[Record], fileobj: IO[bytes]) -> None:
 
     columns = column_order(records)
     schema = parquet_schema(columns)
+    rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
     with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
-        for start in range(0, len(records), _PARQUET_ROW_GROUP):
-            chunk = records[start : start + _PARQUET_ROW_GROUP]
+        while chunk := list(itertools.islice(rows, _PARQUET_ROW_GROUP)):
             arrays = []
             for field in schema:
                 values = _parquet_column(field.name, (record.get(field.name) for record in chunk))

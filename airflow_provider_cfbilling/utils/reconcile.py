@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from airflow_provider_cfbilling.utils.formats import to_decimal, to_utc_timestam
 # Mismatches listed in full; beyond this only the count is kept (the result travels in XCom).
 MAX_LISTED_MISMATCHES = 20
 _SUM_PRECISION = 100  # digits: far beyond any cost, so sums are never rounded
+_Row = tuple[Any, Any, Any]  # (ChargePeriodStart, ContractedCost, CumulatedContractedCost) as sent
 
 
 def _plain(number: Decimal) -> str:
@@ -71,7 +72,7 @@ def reconciliation_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
     return (*key, record["ZoneId"]) if record.get("ZoneId") is not None else key
 
 
-def reconcile(records: Sequence[Mapping[str, Any]], complete_from: dt.datetime | None = None) -> dict[str, Any]:
+def reconcile(records: Iterable[Mapping[str, Any]], complete_from: dt.datetime | None = None) -> dict[str, Any]:
     """Check that daily ``ContractedCost`` agrees with the movement of ``CumulatedContractedCost``.
 
     :param records: the API's usage records
@@ -81,31 +82,35 @@ def reconcile(records: Sequence[Mapping[str, Any]], complete_from: dt.datetime |
     :return: ``{"ok", "rows_checked", "groups", "mismatch_count", "mismatches": [...]}``; each mismatch
         names its group, day and figures as decimal strings (at most :data:`MAX_LISTED_MISMATCHES`).
     """
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+    # Only the three figures a check needs are kept per row, not the row: records may be spooled on disk
+    # and far larger than memory as dicts.
+    groups: dict[tuple[Any, ...], list[_Row]] = defaultdict(list)
     for record in records:
-        groups[reconciliation_key(record)].append(record)
+        groups[reconciliation_key(record)].append(
+            (record.get("ChargePeriodStart"), record.get("ContractedCost"), record.get("CumulatedContractedCost"))
+        )
 
     mismatches: list[dict[str, Any]] = []
     checked = 0
     with decimal.localcontext() as context:
         context.prec = _SUM_PRECISION
         for key in sorted(groups, key=lambda k: tuple("" if v is None else str(v) for v in k)):
-            rows = sorted(groups[key], key=lambda r: str(r.get("ChargePeriodStart")))
+            rows = sorted(groups[key], key=lambda r: str(r[0]))
             period_start = to_utc_timestamp(key[0], "BillingPeriodStart")
             previous: Decimal | None = None
-            for index, row in enumerate(rows):
-                cost = to_decimal(row.get("ContractedCost"), "ContractedCost")
-                cumulated = to_decimal(row.get("CumulatedContractedCost"), "CumulatedContractedCost")
-                if index == 0 and _starts_from_zero(row, period_start, complete_from):
+            for index, (charge_start, raw_cost, raw_cumulated) in enumerate(rows):
+                cost = to_decimal(raw_cost, "ContractedCost")
+                cumulated = to_decimal(raw_cumulated, "CumulatedContractedCost")
+                if index == 0 and _starts_from_zero(charge_start, period_start, complete_from):
                     previous = Decimal(0)
                 if cost is None or cumulated is None:
-                    mismatches.append(_mismatch(key, row, cost, cumulated, previous, "null cost value"))
+                    mismatches.append(_mismatch(key, charge_start, cost, cumulated, previous, "null cost value"))
                     previous = None  # the chain is broken: the next row anchors again
                     continue
                 if previous is not None:
                     checked += 1
                     if cumulated - previous != cost:
-                        mismatches.append(_mismatch(key, row, cost, cumulated, previous, None))
+                        mismatches.append(_mismatch(key, charge_start, cost, cumulated, previous, None))
                 previous = cumulated
     return {
         "ok": not mismatches,
@@ -116,19 +121,17 @@ def reconcile(records: Sequence[Mapping[str, Any]], complete_from: dt.datetime |
     }
 
 
-def _starts_from_zero(
-    row: Mapping[str, Any], period_start: dt.datetime | None, complete_from: dt.datetime | None
-) -> bool:
+def _starts_from_zero(charge_start: Any, period_start: dt.datetime | None, complete_from: dt.datetime | None) -> bool:
     if period_start is None:
         return False
     if complete_from is not None and complete_from <= period_start:
         return True
-    return to_utc_timestamp(row.get("ChargePeriodStart"), "ChargePeriodStart") == period_start
+    return to_utc_timestamp(charge_start, "ChargePeriodStart") == period_start
 
 
 def _mismatch(
     key: tuple[Any, ...],
-    row: Mapping[str, Any],
+    charge_start: Any,
     cost: Decimal | None,
     cumulated: Decimal | None,
     previous: Decimal | None,
@@ -141,7 +144,7 @@ def _mismatch(
     }
     if len(key) > 3:
         entry["ZoneId"] = key[3]
-    entry["ChargePeriodStart"] = row.get("ChargePeriodStart")
+    entry["ChargePeriodStart"] = charge_start
     entry["ContractedCost"] = None if cost is None else _plain(cost)
     entry["CumulatedContractedCost"] = None if cumulated is None else _plain(cumulated)
     entry["previous_CumulatedContractedCost"] = None if previous is None else _plain(previous)
