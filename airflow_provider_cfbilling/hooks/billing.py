@@ -10,6 +10,7 @@ import ipaddress
 import json
 import platform
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -36,6 +37,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareRouteNotFoundError,
     CloudflareServerError,
 )
+from airflow_provider_cfbilling.utils.ratelimit import RateLimitBudget, RateLimitExhausted, budget_for_credential
 from airflow_provider_cfbilling.utils.validation import validate_account_id, validate_window
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -57,9 +59,7 @@ AUTHENTICATION_CODES = frozenset({9106, 6003, 10000})
 PERMISSION_CODES = frozenset({9109})
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 
-USER_AGENT = (
-    f"{DISTRIBUTION_NAME}/{__version__} requests/{requests.__version__} python/{platform.python_version()}"
-)
+USER_AGENT = f"{DISTRIBUTION_NAME}/{__version__} requests/{requests.__version__} python/{platform.python_version()}"
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,10 @@ class CloudflareBillingHook(BaseHook):
         ``timeout`` extra (default 30).
     :param max_retry_wait: Total seconds the hook may sleep between retries of one call; overrides the
         connection's ``max_retry_wait`` extra (default 60). A 429 asking for longer raises
-        :class:`~airflow_provider_cfbilling.exceptions.CloudflareRateLimitError` at once.
+        :class:`~airflow_provider_cfbilling.exceptions.CloudflareRateLimitError` at once, and so does a
+        request that would have to wait longer for the token's rate-limit window: requests are throttled
+        before they are sent, on the budget the API reports in its ``Ratelimit`` header, shared by every
+        hook and thread of the process that uses the same credentials (see ``utils/ratelimit.py``).
     """
 
     conn_name_attr = "cloudflare_conn_id"
@@ -163,9 +166,7 @@ class CloudflareBillingHook(BaseHook):
                 f"{where} extra 'max_retry_wait'",
                 allow_zero=True,
             ),
-            usage_path=_validate_path_template(
-                extra.get("usage_path") or USAGE_PATHS[0], where, "usage_path"
-            ),
+            usage_path=_validate_path_template(extra.get("usage_path") or USAGE_PATHS[0], where, "usage_path"),
             info_path=_validate_path_template(extra.get("info_path") or INFO_PATHS[0], where, "info_path"),
             verify=extra.get("verify", True),
         )
@@ -187,6 +188,11 @@ class CloudflareBillingHook(BaseHook):
         session.headers.update(self.settings.headers)
         session.verify = self.settings.verify
         return session
+
+    @cached_property
+    def _rate_limit(self) -> RateLimitBudget:
+        """The budget shared by every hook and thread of this process that uses the same credentials."""
+        return budget_for_credential(self.settings.base_url, *self.settings.secrets)
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -307,30 +313,32 @@ class CloudflareBillingHook(BaseHook):
     def _request(self, path: str, account_id: str, params: Mapping[str, str] | None) -> Any:
         """One logical call: retried on 429/5xx/network errors within ``max_retry_wait`` seconds."""
         budget = self.settings.max_retry_wait
+        deadline = time.monotonic() + budget
+        log = self.log
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda exc: _is_transient(exc, budget)),
             wait=_wait_for(budget),
             stop=tenacity.stop_before_delay(budget),
-            before_sleep=self._log_retry,
+            before_sleep=lambda state: _log_retry(log, state),
             reraise=True,
         )
-        return retrying(self._request_once, path, account_id, params)
+        # A used Retrying is a reference cycle: nothing in it may point at the hook, or the hook and its
+        # session (with an open socket) live until the next full garbage collection.
+        for attempt in retrying:
+            with attempt:
+                return self._request_once(path, account_id, params, deadline)
 
-    def _log_retry(self, state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        sleep = state.next_action.sleep if state.next_action else 0.0
-        self.log.warning(
-            "Cloudflare call failed (attempt %d): %s. Retrying in %.1f s.",
-            state.attempt_number,
-            error,
-            sleep,
-        )
-
-    def _request_once(self, path: str, account_id: str, params: Mapping[str, str] | None) -> Any:
+    def _request_once(self, path: str, account_id: str, params: Mapping[str, str] | None, deadline: float) -> Any:
         url = self.settings.base_url + path
         try:
-            response = self._session.get(url, params=params, timeout=self.settings.timeout)
-            body = response.content
+            slot = self._rate_limit.reserve(max_wait=deadline - time.monotonic())
+        except RateLimitExhausted as exc:
+            raise _rate_limit_error(exc.wait, account_id, path, self.settings.max_retry_wait) from None
+        try:
+            with slot:
+                response = self._session.get(url, params=params, timeout=self.settings.timeout)
+                slot.answered(response.headers)
+                body = response.content
         except requests.RequestException as exc:
             raise CloudflareConnectionError(
                 f"Could not reach the Cloudflare API at {self.settings.base_url} for account {account_id} "
@@ -433,6 +441,22 @@ def _api_error(
     return CloudflareAPIError(advice="The request was rejected; see Cloudflare's error message.", **common)
 
 
+def _rate_limit_error(wait: float, account_id: str, path: str, max_retry_wait: float) -> CloudflareRateLimitError:
+    """The token's budget is spent (per the API's Ratelimit header): refuse before sending, not after a 429."""
+    return CloudflareRateLimitError(
+        status=429,
+        errors=[],
+        account_id=account_id,
+        path=path,
+        retry_after=wait,
+        advice=(
+            f"Not sent: this token has no request left in Cloudflare's rate-limit window, which resets in "
+            f"{wait:.0f} s (this hook waits at most {max_retry_wait:.0f} s in total). Sending now would get a "
+            "429 and block the token for up to 5 minutes; defer, or retry after the wait."
+        ),
+    )
+
+
 def _retry_after_seconds(headers: Mapping[str, str]) -> float:
     """Seconds from ``Retry-After`` (delta-seconds or an HTTP date); 0 when absent or unreadable."""
     value = headers.get("Retry-After")
@@ -442,6 +466,12 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float:
         return max(0.0, float(Retry(0).parse_retry_after(value)))
     except InvalidHeader:
         return 0.0
+
+
+def _log_retry(log: Any, state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    sleep = state.next_action.sleep if state.next_action else 0.0
+    log.warning("Cloudflare call failed (attempt %d): %s. Retrying in %.1f s.", state.attempt_number, error, sleep)
 
 
 def _is_transient(exc: BaseException, budget: float) -> bool:

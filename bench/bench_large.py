@@ -1,0 +1,194 @@
+"""3. Large answers end to end: the operator landing 100k, 300k and 1M records as Parquet and JSONL.
+
+Each run is a fresh Python process (peak RSS is per process) that builds the operator as a DAG author
+would and executes it against LARGE_ACCOUNT's January 2025 billing period, sized by the simulator's
+zone count. Reported per size: the JSON body's size, wall time, and the process's peak RSS above its
+idle level (after importing Airflow and the operator), as a multiple of the body size. The baseline,
+measured in the same run: a hand-written script's ``requests.get(...).json()`` of the same answer, which
+only downloads and parses (it writes nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import REPO, Section, Target, median, ratio, secs, simulator, times
+
+TITLE = "3. Large answers end to end"
+FROM, TO = "2025-01-01", "2025-02-01"  # LARGE_ACCOUNT's January period; the operator's `to` is exclusive
+DAYS = 31
+TARGET_RSS_MULTIPLE = 3.0
+FULL_SIZES = (100_000, 300_000, 1_000_000)
+SMOKE_SIZES = (1_000, 2_000)
+CLIENTS = ("operator parquet", "operator jsonl", "requests.get().json()")
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def child(url: str, client: str, out_dir: str) -> dict[str, Any]:
+    """One measured run, in this (fresh) process."""
+    from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, SIM_TOKEN
+
+    os.environ["AIRFLOW_CONN_CLOUDFLARE_DEFAULT"] = json.dumps(
+        {"conn_type": "cloudflare", "host": url, "password": SIM_TOKEN, "extra": {"account_id": LARGE_ACCOUNT}}
+    )
+    if client == "requests.get().json()":
+        import requests
+
+        idle = _peak_rss_bytes()
+        started = time.perf_counter()
+        records = requests.get(
+            f"{url}/accounts/{LARGE_ACCOUNT}/billing/usage/paygo",
+            params={"from": FROM, "to": "2025-01-31"},
+            headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+            timeout=600,
+        ).json()["result"]
+        rows = len(records)
+    else:
+        import pyarrow  # noqa: F401  (imported by the operator at run time: part of idle, not of the answer)
+        from airflow.sdk.execution_time.context import OutletEventAccessors
+
+        from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
+
+        file_format = client.rsplit(" ", 1)[-1]
+        operator = CloudflarePaygoUsageOperator(
+            task_id="land",
+            from_=FROM,
+            to=TO,
+            destination=f"file://{out_dir}/usage.{file_format}",
+            file_format=file_format,
+        )
+        idle = _peak_rss_bytes()
+        started = time.perf_counter()
+        context: Any = {"outlet_events": OutletEventAccessors()}
+        manifest = operator.execute(context)
+        rows = manifest["rows"]
+    return {"seconds": time.perf_counter() - started, "peak": _peak_rss_bytes(), "idle": idle, "rows": rows}
+
+
+def _run_child(url: str, client: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="cfbilling-bench-large-") as out_dir:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.bench_large", "--child", url, client, out_dir],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{client} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _body_size(url: str) -> tuple[int, int]:
+    """(bytes, records) of the answer, streamed so the parent stays small."""
+    import requests
+
+    from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, SIM_TOKEN
+
+    with requests.get(
+        f"{url}/accounts/{LARGE_ACCOUNT}/billing/usage/paygo",
+        params={"from": FROM, "to": "2025-01-31"},
+        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+        timeout=600,
+        stream=True,
+    ) as answer:
+        size = records = 0
+        for chunk in answer.iter_content(1 << 20):
+            size += len(chunk)
+            records += chunk.count(b'"ChargePeriodStart"')
+    return size, records
+
+
+def run(*, smoke: bool) -> Section:
+    from airflow_provider_cfbilling.testing.simulator import large_zones_for
+
+    sizes = SMOKE_SIZES if smoke else FULL_SIZES
+    repeats = 1 if smoke else 3
+    rows_out: list[list[Any]] = []
+    per_row_seconds: dict[str, dict[int, float]] = {client: {} for client in CLIENTS}
+    worst_multiple = 0.0
+    with simulator() as sim:
+        for size in sizes:
+            sim.configure(large_zones=large_zones_for(size, DAYS))
+            body, records = _body_size(sim.url)  # also warms the simulator's cache: runs time the client
+            samples: dict[str, list[dict[str, Any]]] = {client: [] for client in CLIENTS}
+            for _ in range(repeats):
+                for client in CLIENTS:  # interleaved, so drifting machine load hits all alike
+                    samples[client].append(_run_child(sim.url, client))
+            for client in CLIENTS:
+                runs = samples[client]
+                assert all(r["rows"] == records for r in runs), (client, records, [r["rows"] for r in runs])
+                seconds = median([r["seconds"] for r in runs])
+                growth = median([r["peak"] - r["idle"] for r in runs])
+                multiple = ratio(growth, body)
+                per_row_seconds[client][size] = seconds / records
+                if client.startswith("operator"):
+                    worst_multiple = max(worst_multiple, multiple)
+                rows_out.append(
+                    [
+                        f"{records:,}",
+                        f"{body / 1e6:.1f} MB",
+                        client,
+                        secs(seconds),
+                        f"{growth / 1e6:.0f} MB",
+                        times(multiple),
+                        f"{median([r['peak'] for r in runs]) / 1e6:.0f} MB",
+                    ]
+                )
+    section = Section(
+        TITLE,
+        intro=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+        tables=[
+            (
+                ["records", "JSON body", "client", "wall time", "peak RSS above idle", "x body", "peak RSS"],
+                rows_out,
+            )
+        ],
+    )
+    if smoke:
+        section.targets.append(Target(TITLE, "peak RSS <= 3x body; time linear in records", "smoke run", None))
+        return section
+    smallest, largest = sizes[0], sizes[-1]
+    linearity = {
+        client: ratio(per_row_seconds[client][largest], per_row_seconds[client][smallest])
+        for client in CLIENTS
+        if client.startswith("operator")
+    }
+    section.targets += [
+        Target(
+            TITLE,
+            f"peak RSS above idle <= {TARGET_RSS_MULTIPLE:.0f}x the JSON body",
+            f"worst {times(worst_multiple)}",
+            worst_multiple <= TARGET_RSS_MULTIPLE,
+        ),
+        Target(
+            TITLE,
+            f"time linear in records (time per record at {largest:,} within 1.3x of {smallest:,})",
+            ", ".join(f"{client}: {times(value)}" for client, value in linearity.items()),
+            all(value <= 1.3 for value in linearity.values()),
+        ),
+    ]
+    return section
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", nargs=3, metavar=("URL", "CLIENT", "OUT_DIR"))
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
