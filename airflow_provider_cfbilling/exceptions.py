@@ -25,6 +25,10 @@ class CloudflareConnectionError(CloudflareBillingError):
     """The API could not be reached (refused, reset, timed out) even after retries."""
 
 
+class CloudflareTLSError(CloudflareConnectionError):
+    """The server's certificate could not be verified; not retried (set the connection extra ``verify``)."""
+
+
 class CloudflareResponseError(CloudflareBillingError):
     """The API answered, but with a body that is not a usable Cloudflare envelope.
 

@@ -271,7 +271,7 @@ def hook_class(*, before: bool = False) -> Any:
         def _rate_limit(self) -> Any:
             return _NeverWaits()
 
-        def _request(self, path: str, account_id: str, params: Any) -> Any:
+        def _request(self, path: str, account_id: str, params: Any, spool_dir: str | None = None) -> Any:
             budget = self.settings.max_retry_wait
             retrying = tenacity.Retrying(
                 retry=tenacity.retry_if_exception(lambda exc: billing._is_transient(exc, budget)),
@@ -280,7 +280,7 @@ def hook_class(*, before: bool = False) -> Any:
                 before_sleep=self._log_retry,
                 reraise=True,
             )
-            return retrying(self._request_once, path, account_id, params, float("inf"))
+            return retrying(self._request_once, path, account_id, params, float("inf"), spool_dir)
 
         def _log_retry(self, state: tenacity.RetryCallState) -> None:
             billing._log_retry(self.log, state)

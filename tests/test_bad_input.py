@@ -235,7 +235,7 @@ def test_a_missing_connection_is_named(sim: Any, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", raising=False)
     with pytest.raises(AirflowException) as failure:
         run(cloudflare_conn_id="cloudflare_finops")
-    assert re.search(r"cloudflare_finops.*(isn't|is not) defined", str(failure.value)), str(failure.value)
+    assert re.search(r"cloudflare_finops' is not defined: create a connection of type 'cloudflare'", str(failure.value))
     assert sim.requests == []
 
 

@@ -163,7 +163,7 @@ CASES = [
     # -- answers that are not usable
     Case("success: false on HTTP 200", always("success_false"), CloudflareAPIError, r"HTTP 200.*success: false"),
     Case("result null", always("null_result"), CloudflareResponseError, r"'result' of type null.*not 'no usage'"),
-    Case("result of the wrong type", always("wrong_type_result"), CloudflareResponseError, r"'result' of type dict"),
+    Case("result of the wrong type", always("wrong_type_result"), CloudflareResponseError, r"'result' of type object"),
     # -- records that break the contract
     *[
         Case(

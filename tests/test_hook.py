@@ -453,3 +453,43 @@ def test_hook_registers_the_token_with_airflows_masker(sim, use_conn):
 
     use_conn(token=CANARY).settings  # noqa: B018
     assert CANARY not in str(redact(f"token is {CANARY}"))
+
+
+# -- large answers, spooled ---------------------------------------------------------------------
+
+
+def test_download_gives_the_same_records_without_holding_them(sim, cloudflare_conn, tmp_path):
+    hook = CloudflareBillingHook()
+    in_memory = hook.get_paygo_usage(from_="2025-09-14", to="2025-10-13")
+    with hook.download_paygo_usage(from_="2025-09-14", to="2025-10-13", directory=str(tmp_path)) as spooled:
+        assert len(spooled) == len(in_memory) > 100
+        assert list(spooled) == in_memory  # same values, same order...
+        assert [list(r) for r in spooled] == [list(r) for r in in_memory]  # ...same key order, on every pass
+        assert len(list(tmp_path.iterdir())) == 1
+    assert list(tmp_path.iterdir()) == []  # closing removes the spool file
+
+
+def test_download_retries_a_truncated_body_and_keeps_no_partial_spool(sim, cloudflare_conn, tmp_path):
+    sim.add_fault("truncated", times=1)
+    with CloudflareBillingHook().download_paygo_usage(directory=str(tmp_path)) as spooled:
+        assert list(spooled) == raw_usage(sim, STANDARD_ACCOUNT)
+        assert len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("success_false", CloudflareAPIError, "success: false on HTTP 200"),
+        ("null_result", CloudflareResponseError, "'result' of type null"),
+        ("wrong_type_result", CloudflareResponseError, "'result' of type object"),
+        ("truncated", CloudflareConnectionError, "Could not reach"),
+    ],
+)
+def test_download_errors_match_the_in_memory_call_and_leave_nothing(sim, use_conn, tmp_path, kind, error, message):
+    sim.add_fault(kind)
+    hook = use_conn(max_retry_wait=0)
+    with pytest.raises(error, match=message):
+        hook.get_paygo_usage()
+    with pytest.raises(error, match=message):
+        hook.download_paygo_usage(directory=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []

@@ -446,16 +446,33 @@ def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
 
 
 def _tamper(monkeypatch: pytest.MonkeyPatch, day: str, service: str, cost: float) -> None:
-    real = operator_module.CloudflareBillingHook.get_paygo_usage
+    """Change one row's ContractedCost as the hook hands it over, in memory (XCom) or spooled (files)."""
+    hook_class = operator_module.CloudflareBillingHook
+    real_get, real_download = hook_class.get_paygo_usage, hook_class.download_paygo_usage
 
-    def tampered(self: Any, *args: Any, **kwargs: Any) -> Any:
-        rows = real(self, *args, **kwargs)
-        for row in rows:
-            if row["ChargePeriodStart"] == day and row["ServiceName"] == service:
-                row["ContractedCost"] = cost
-        return rows
+    def tamper(row: dict[str, Any]) -> dict[str, Any]:
+        if row["ChargePeriodStart"] == day and row["ServiceName"] == service:
+            row["ContractedCost"] = cost
+        return row
 
-    monkeypatch.setattr(operator_module.CloudflareBillingHook, "get_paygo_usage", tampered)
+    class Tampered:
+        def __init__(self, records: Any) -> None:
+            self.records = records
+
+        def __iter__(self) -> Any:
+            return (tamper(row) for row in self.records)
+
+        def __len__(self) -> int:
+            return len(self.records)
+
+    def get(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return [tamper(row) for row in real_get(self, *args, **kwargs)]
+
+    def download(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return Tampered(real_download(self, *args, **kwargs))
+
+    monkeypatch.setattr(hook_class, "get_paygo_usage", get)
+    monkeypatch.setattr(hook_class, "download_paygo_usage", download)
 
 
 def test_a_reconciliation_mismatch_is_recorded_in_the_manifest(

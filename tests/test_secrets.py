@@ -451,12 +451,6 @@ def test_the_verify_extra_trusts_a_ca_bundle(
     assert [r["status"] for r in sim.requests] == [200]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hook defect, fix requested: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override the session's "
-    "verify (psf/requests#3829), so the connection's 'verify' extra is ignored wherever those are set; the hook "
-    "must pass verify= on each request",
-)
 def test_the_verify_extra_wins_over_the_environment_s_ca_bundle(
     sim: Any, tls_proxy: TlsProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -467,12 +461,7 @@ def test_the_verify_extra_wins_over_the_environment_s_ca_bundle(
     assert len(run()) == 24
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hook defect, fix requested: the 'verify' extra is not validated; 'false', 'true' or a missing path "
-    "reach requests as a CA-bundle path and fail after the fetch started, with a bare OSError",
-)
-@pytest.mark.parametrize("verify", ["false", "/nonexistent/ca-bundle.pem"])
+@pytest.mark.parametrize("verify", ["/nonexistent/ca-bundle.pem", "yes-please"])
 def test_a_bad_verify_extra_is_refused_before_any_request(
     sim: Any, tls_proxy: TlsProxy, monkeypatch: pytest.MonkeyPatch, no_ca_override: None, verify: str
 ) -> None:
@@ -528,3 +517,10 @@ def test_the_simulator_process_starts_and_stops_quickly(tmp_path: Path) -> None:
         simulator.stop()
     assert simulator.process.returncode is not None and time.monotonic() - started < 20
     assert os.path.getsize(simulator.log_path) > 0 and CANARY not in simulator.log_path.read_text()
+
+
+def test_verify_false_turns_verification_off_deliberately(
+    sim: Any, tls_proxy: TlsProxy, monkeypatch: pytest.MonkeyPatch, no_ca_override: None
+) -> None:
+    use_tls(monkeypatch, tls_proxy, verify="false")  # a string, as the connection form stores it
+    assert len(run()) == 24

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import platform
 import random
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 import tenacity
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
@@ -36,8 +39,10 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareResponseError,
     CloudflareRouteNotFoundError,
     CloudflareServerError,
+    CloudflareTLSError,
 )
 from airflow_provider_cfbilling.utils.ratelimit import RateLimitBudget, RateLimitExhausted, budget_for_credential
+from airflow_provider_cfbilling.utils.spool import SpooledRecords, scan_envelope
 from airflow_provider_cfbilling.utils.validation import validate_account_id, validate_window
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -126,8 +131,15 @@ class CloudflareBillingHook(BaseHook):
     @cached_property
     def settings(self) -> _ConnectionSettings:
         """The connection's settings, validated; credentials are registered with Airflow's masker."""
-        conn = self.get_connection(self.cloudflare_conn_id)
         where = f"connection '{self.cloudflare_conn_id}'"
+        try:
+            conn = self.get_connection(self.cloudflare_conn_id)
+        except AirflowNotFoundException:
+            raise CloudflareBillingInputError(
+                f"The {where} is not defined: create a connection of type 'cloudflare' with that id (UI, "
+                f"`airflow connections add`, or AIRFLOW_CONN_{self.cloudflare_conn_id.upper()}), or pass "
+                "cloudflare_conn_id=... naming an existing one."
+            ) from None
         extra = conn.extra_dejson
         secret = conn.password or ""
         if not secret.strip():
@@ -168,7 +180,7 @@ class CloudflareBillingHook(BaseHook):
             ),
             usage_path=_validate_path_template(extra.get("usage_path") or USAGE_PATHS[0], where, "usage_path"),
             info_path=_validate_path_template(extra.get("info_path") or INFO_PATHS[0], where, "info_path"),
-            verify=extra.get("verify", True),
+            verify=_verify_setting(extra.get("verify"), where),
         )
 
     @property
@@ -214,16 +226,36 @@ class CloudflareBillingHook(BaseHook):
         :return: One dict per record, keyed by the API's field names, exactly as the API sent them.
         """
         account = self._account(account_id)
-        window = validate_window(from_, to)
-        params = {"from": window[0].isoformat(), "to": window[1].isoformat()} if window else None
-        result = self._get("usage", account, params)
+        result = self._get("usage", account, _window_params(from_, to))
         if not isinstance(result, list) or not all(isinstance(row, dict) for row in result):
-            raise CloudflareResponseError(
-                f"Cloudflare answered the usage call for account {account} with a 'result' of type "
-                f"{_describe_type(result)}, not a list of records. This is not 'no usage' (that is []); "
-                "the API or a proxy misbehaved: retry later, and report it if it persists."
-            )
+            raise _not_a_list_of_records(account, _describe_type(result))
         return result
+
+    def download_paygo_usage(
+        self,
+        account_id: str | None = None,
+        from_: Any = None,
+        to: Any = None,
+        *,
+        directory: str | None = None,
+    ) -> SpooledRecords:
+        """
+        :meth:`get_paygo_usage` for answers too large to hold in memory as Python objects.
+
+        The body is written to a local file as it arrives (inside ``directory``), its envelope checked in
+        one streaming pass, and the records are parsed one at a time each time the result is iterated:
+        the same records, in the same order, with the same values as :meth:`get_paygo_usage`. Close the
+        result (or delete ``directory``) to remove the file.
+
+        :param account_id: The account; default: the connection's ``account_id`` extra.
+        :param from_: Start of the window, as for :meth:`get_paygo_usage`.
+        :param to: End of the window, as for :meth:`get_paygo_usage`.
+        :param directory: Where to spool the body; default: the system's temporary directory.
+        :return: A sized, re-iterable :class:`~airflow_provider_cfbilling.utils.spool.SpooledRecords`.
+        """
+        account = self._account(account_id)
+        params = _window_params(from_, to)
+        return self._get("usage", account, params, spool_dir=directory or tempfile.gettempdir())
 
     def get_billing_info(self, account_id: str | None = None) -> dict[str, Any]:
         """
@@ -273,14 +305,14 @@ class CloudflareBillingHook(BaseHook):
         ordered = [self._resolved_paths.get(kind, configured), configured, *known]
         return list(dict.fromkeys(ordered))
 
-    def _get(self, kind: str, account_id: str, params: Mapping[str, str] | None) -> Any:
+    def _get(self, kind: str, account_id: str, params: Mapping[str, str] | None, spool_dir: str | None = None) -> Any:
         """GET an endpoint, falling back to the next known path when one answers "no route"."""
         tried: list[str] = []
         last_error: CloudflareRouteNotFoundError | None = None
         for template in self._path_candidates(kind):
             path = template.format(account_id=account_id)
             try:
-                result = self._request(path, account_id, params)
+                result = self._request(path, account_id, params, spool_dir)
             except CloudflareRouteNotFoundError as exc:
                 tried.append(path)
                 last_error = exc
@@ -310,7 +342,7 @@ class CloudflareBillingHook(BaseHook):
             ),
         )
 
-    def _request(self, path: str, account_id: str, params: Mapping[str, str] | None) -> Any:
+    def _request(self, path: str, account_id: str, params: Mapping[str, str] | None, spool_dir: str | None) -> Any:
         """One logical call: retried on 429/5xx/network errors within ``max_retry_wait`` seconds."""
         budget = self.settings.max_retry_wait
         deadline = time.monotonic() + budget
@@ -326,9 +358,11 @@ class CloudflareBillingHook(BaseHook):
         # session (with an open socket) live until the next full garbage collection.
         for attempt in retrying:
             with attempt:
-                return self._request_once(path, account_id, params, deadline)
+                return self._request_once(path, account_id, params, deadline, spool_dir)
 
-    def _request_once(self, path: str, account_id: str, params: Mapping[str, str] | None, deadline: float) -> Any:
+    def _request_once(
+        self, path: str, account_id: str, params: Mapping[str, str] | None, deadline: float, spool_dir: str | None
+    ) -> Any:
         url = self.settings.base_url + path
         try:
             slot = self._rate_limit.reserve(max_wait=deadline - time.monotonic())
@@ -336,9 +370,25 @@ class CloudflareBillingHook(BaseHook):
             raise _rate_limit_error(exc.wait, account_id, path, self.settings.max_retry_wait) from None
         try:
             with slot:
-                response = self._session.get(url, params=params, timeout=self.settings.timeout)
+                # `verify` is passed per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
+                response = self._session.get(
+                    url,
+                    params=params,
+                    timeout=self.settings.timeout,
+                    verify=self.settings.verify,
+                    stream=spool_dir is not None,
+                )
                 slot.answered(response.headers)
+                if spool_dir is not None and 200 <= response.status_code < 300:
+                    return self._spool(response, spool_dir, account_id, path)
                 body = response.content
+        except requests.exceptions.SSLError as exc:
+            raise CloudflareTLSError(
+                f"TLS verification of {self.settings.base_url} failed for account {account_id} on {path}: "
+                f"{self._redact(type(exc).__name__ + ': ' + str(exc))}. Check the host, or point the connection "
+                "extra 'verify' at the CA "
+                "bundle that signed its certificate."
+            ) from None
         except requests.RequestException as exc:
             raise CloudflareConnectionError(
                 f"Could not reach the Cloudflare API at {self.settings.base_url} for account {account_id} "
@@ -346,6 +396,36 @@ class CloudflareBillingHook(BaseHook):
                 "the connection's host; transient failures were retried."
             ) from None
         return self._parse(response.status_code, response.headers, body, account_id, path)
+
+    def _spool(self, response: requests.Response, directory: str, account_id: str, path: str) -> SpooledRecords:
+        """Write a 2xx body to a file as it arrives and check its envelope without building its records."""
+        descriptor, spool_path = tempfile.mkstemp(dir=directory, prefix=".cfbilling-usage-", suffix=".json")
+        try:
+            with os.fdopen(descriptor, "wb") as spool:
+                for chunk in response.iter_content(chunk_size=1 << 20):
+                    spool.write(chunk)
+            with open(spool_path, "rb") as spool:
+                envelope = scan_envelope(spool)
+            if envelope.success is None:
+                raise CloudflareResponseError(
+                    f"Cloudflare answered HTTP {response.status_code} for account {account_id} on {path} with JSON "
+                    "that is not a Cloudflare envelope (no 'success'). A proxy or an incomplete answer; retry later."
+                )
+            if envelope.success is not True:
+                raise CloudflareAPIError(
+                    status=response.status_code,
+                    errors=envelope.errors,
+                    account_id=account_id,
+                    path=path,
+                    advice="Cloudflare reported success: false on HTTP 200; no data was used. Retry later.",
+                )
+            if envelope.result_kind != "array" or envelope.non_object_records:
+                kind = envelope.result_kind if envelope.result_kind != "array" else "list with non-record items"
+                raise _not_a_list_of_records(account_id, kind)
+        except BaseException:
+            os.unlink(spool_path)
+            raise
+        return SpooledRecords(spool_path, envelope.records)
 
     def _parse(self, status: int, headers: Mapping[str, str], body: bytes, account_id: str, path: str) -> Any:
         """Turn one HTTP answer into the envelope's ``result``, or the matching exception."""
@@ -478,6 +558,8 @@ def _is_transient(exc: BaseException, budget: float) -> bool:
     """Worth retrying: network failures, 5xx, and 429s whose wait fits in the retry budget."""
     if isinstance(exc, CloudflareRateLimitError):
         return exc.retry_after <= budget
+    if isinstance(exc, CloudflareTLSError):  # a certificate does not fix itself between attempts
+        return False
     return isinstance(exc, (CloudflareConnectionError, CloudflareServerError))
 
 
@@ -539,6 +621,24 @@ def _positive_number(value: Any, where: str, *, allow_zero: bool) -> float:
     return number
 
 
+def _verify_setting(value: Any, where: str) -> bool | str:
+    """The ``verify`` extra: TLS verification on (default) or off, or the path of a CA bundle that exists."""
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if os.path.isfile(text):
+            return text
+    raise CloudflareBillingInputError(
+        f"{where} extra 'verify' is {value!r}: use true (the default), false, or the path of an existing CA bundle "
+        "file that signed the API's certificate."
+    )
+
+
 def _as_bool(value: Any, where: str) -> bool:
     if isinstance(value, bool) or value is None:
         return bool(value)
@@ -547,5 +647,20 @@ def _as_bool(value: Any, where: str) -> bool:
     raise CloudflareBillingInputError(f"{where} extra 'allow_insecure_http' is {value!r}: use true or false.")
 
 
+def _window_params(from_: Any, to: Any) -> dict[str, str] | None:
+    window = validate_window(from_, to)
+    return {"from": window[0].isoformat(), "to": window[1].isoformat()} if window else None
+
+
+def _not_a_list_of_records(account_id: str, kind: str) -> CloudflareResponseError:
+    return CloudflareResponseError(
+        f"Cloudflare answered the usage call for account {account_id} with a 'result' of type {kind}, not a list "
+        "of records. This is not 'no usage' (that is []); the API or a proxy misbehaved: retry later, and report "
+        "it if it persists."
+    )
+
+
 def _describe_type(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+    """The JSON name of a parsed value's type (what the API sent, not Python's name for it)."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

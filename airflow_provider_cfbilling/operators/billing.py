@@ -41,12 +41,14 @@ from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.utils import reconcile as reconciliation
 from airflow_provider_cfbilling.utils.formats import (
     FILE_FORMATS,
+    Records,
     check_records,
     format_for_name,
     to_utc_timestamp,
     write_records,
 )
 from airflow_provider_cfbilling.utils.periods import parse_instant, period_containing, select_subscription
+from airflow_provider_cfbilling.utils.spool import FilteredRecords
 from airflow_provider_cfbilling.utils.validation import validate_account_id
 
 if TYPE_CHECKING:
@@ -245,19 +247,43 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         bounds = self._window_bounds()
         target = self._target()
 
+        if target is None:
+            window, fetched = self._fetch_or_defer(account, bounds, deferrals, spool_dir=None)
+            in_memory = list(fetched)  # already a list: XCom values live in memory anyway
+            if self.reconcile:
+                self._reconcile(in_memory, window, account)
+            self._check_xcom_size(in_memory)
+            return in_memory
+        # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
+        # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
+        with tempfile.TemporaryDirectory(prefix="cfbilling-usage-") as spool_dir:
+            window, records = self._fetch_or_defer(account, bounds, deferrals, spool_dir=spool_dir)
+            return self._land(context, target, account, window, records, deferrals)
+
+    def _fetch_or_defer(
+        self, account: str, bounds: tuple[dt.date, dt.date] | dt.datetime | None, deferrals: int, spool_dir: str | None
+    ) -> tuple[UsageWindow, Records]:
         try:
             window = self._resolve_window(account, bounds)
             self.log.info("Fetching Cloudflare usage of account %s for %s.", account, window.describe())
-            records = self._fetch(account, window)
-            path = None if target is None else self._destination_path(target, account, window, records)
+            return window, self._fetch(account, window, spool_dir)
         except CloudflareRateLimitError as exc:
             self._wait_out_rate_limit(exc, deferrals)
 
+    def _land(
+        self,
+        context: Context,
+        target: _Target,
+        account: str,
+        window: UsageWindow,
+        records: Records,
+        deferrals: int,
+    ) -> dict[str, Any]:
+        try:
+            path = self._destination_path(target, account, window, records)
+        except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
+            self._wait_out_rate_limit(exc, deferrals)
         check = self._reconcile(records, window, account) if self.reconcile else None
-        if target is None or path is None:
-            self._check_xcom_size(records)
-            return records
-
         size, digest = write_atomically(records, path, target.file_format)
         manifest = {
             "uri": _clean_uri(path),
@@ -402,15 +428,25 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         period = period_containing(anchor, instant)
         return period.start.date(), period.end.date()
 
-    def _fetch(self, account: str, window: UsageWindow) -> list[dict[str, Any]]:
-        if window.start is None or window.end is None:
-            records = self.hook.get_paygo_usage(account)
-            check_records(records, f"the usage of account {account} for {window.describe()}")
-            return records
-        # Ask for from_..to: the end day is covered whether the API reads `to` inclusively or not.
-        fetched = self.hook.get_paygo_usage(account, window.start, window.end)
+    def _fetch(self, account: str, window: UsageWindow, spool_dir: str | None) -> Records:
+        """The window's records: a list, or with ``spool_dir`` a re-iterable view of a spooled answer.
+
+        For a window the API is asked for ``from_..to``, so the end day is covered whether it reads ``to``
+        inclusively or not, and rows outside ``[from_, to)`` are dropped here.
+        """
+        fetched: Records
+        if spool_dir is None:
+            fetched = self.hook.get_paygo_usage(account, window.start, window.end)
+        else:
+            fetched = self.hook.download_paygo_usage(account, window.start, window.end, directory=spool_dir)
         check_records(fetched, f"the usage of account {account} for {window.describe()}")
-        kept = [record for record in fetched if window.keeps(record)]
+        if window.start is None or window.end is None:
+            return fetched
+        kept: Records = (
+            [record for record in fetched if window.keeps(record)]
+            if isinstance(fetched, list)
+            else FilteredRecords(fetched, window.keeps)
+        )
         if len(kept) != len(fetched):
             self.log.info(
                 "Kept %d of %d rows: the others start outside %s.", len(kept), len(fetched), window.describe()
@@ -424,11 +460,11 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             )
         return kept
 
-    def _reconcile(self, records: list[dict[str, Any]], window: UsageWindow, account: str) -> dict[str, Any]:
+    def _reconcile(self, records: Records, window: UsageWindow, account: str) -> dict[str, Any]:
         complete_from = window.start_instant
         if window.kind == "current_period":
             # The API answers the current period from its first day.
-            starts = [to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart") for r in records]
+            starts = (to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart") for r in records)
             complete_from = min((s for s in starts if s is not None), default=None)
         result = reconciliation.reconcile(records, complete_from)
         if not result["ok"]:
@@ -504,7 +540,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             )
 
     def _destination_path(
-        self, target: _Target, account: str, window: UsageWindow, records: list[dict[str, Any]]
+        self, target: _Target, account: str, window: UsageWindow, records: Records
     ) -> ObjectStoragePath:
         """The destination with ``{account_id}`` and ``{billing_period}`` filled in."""
         from airflow.sdk import ObjectStoragePath
@@ -514,7 +550,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             uri = uri.replace(BILLING_PERIOD_PLACEHOLDER, self._billing_period_label(account, window, records))
         return ObjectStoragePath(uri, conn_id=target.conn_id)
 
-    def _billing_period_label(self, account: str, window: UsageWindow, records: list[dict[str, Any]]) -> str:
+    def _billing_period_label(self, account: str, window: UsageWindow, records: Records) -> str:
         """The start date (``YYYY-MM-DD``) of the one billing period this run covers."""
         if window.kind == "billing_period" and window.start is not None:
             return window.start.isoformat()
@@ -555,7 +591,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 # -- writing, atomically ---------------------------------------------------------------------------
 
 
-def write_atomically(records: Sequence[dict[str, Any]], path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
+def write_atomically(records: Records, path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
     """Write ``records`` to ``path`` so that readers see the old object or the new one, never a part.
 
     The file is written aside and verified first; then it is committed whole: ``os.replace`` of a
@@ -605,7 +641,7 @@ def write_atomically(records: Sequence[dict[str, Any]], path: ObjectStoragePath,
     return size, digest
 
 
-def _stage(records: Sequence[dict[str, Any]], local_path: str, file_format: str) -> tuple[int, str]:
+def _stage(records: Records, local_path: str, file_format: str) -> tuple[int, str]:
     """Write the file to a local path, flush it to disk, and return (size, sha256) as read back."""
     with open(local_path, "wb") as handle:
         write_records(records, handle, file_format)

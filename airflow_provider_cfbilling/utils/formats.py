@@ -39,7 +39,7 @@ import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_cfbilling.exceptions import CloudflareResponseError
 
@@ -99,6 +99,18 @@ _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv
 _PARQUET_ROW_GROUP = 50_000
 
 Record = Mapping[str, Any]
+
+
+class Records(Protocol):
+    """What the checks and writers need of their records: several passes, and a count.
+
+    A list is one; so is a spooled answer parsed afresh at each pass (``utils.spool``), which is why the
+    writers never index or slice.
+    """
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+    def __len__(self) -> int: ...
 
 
 def format_for_name(name: str) -> str | None:
@@ -161,7 +173,7 @@ def to_utc_timestamp(value: Any, column: str = "value") -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
-def check_records(records: Sequence[Record], source: str) -> None:
+def check_records(records: Records, source: str) -> None:
     """Check that every record carries the brief's 11 columns, non-null and of the API's documented types.
 
     A record without its cost, currency, service or dates cannot be booked, and a number sent as a string
@@ -269,7 +281,7 @@ def text_value(value: Any) -> str | None:
 # -- writers: each streams records to a binary file object ----------------------------------------
 
 
-def write_records(records: Sequence[Record], fileobj: IO[bytes], file_format: str) -> None:
+def write_records(records: Records, fileobj: IO[bytes], file_format: str) -> None:
     """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`)."""
     writers = {"jsonl": write_jsonl, "json": write_json, "csv": write_csv, "parquet": write_parquet}
     try:
@@ -283,14 +295,14 @@ def _json_line(record: Record, columns: Sequence[str]) -> bytes:
     return json_text({column: record[column] for column in columns if column in record}).encode("utf-8")
 
 
-def write_jsonl(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+def write_jsonl(records: Records, fileobj: IO[bytes]) -> None:
     """JSON Lines: one record per line, keys in column order; an empty result is an empty file."""
     columns = column_order(records)
     for record in records:
         fileobj.write(_json_line(record, columns) + b"\n")
 
 
-def write_json(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+def write_json(records: Records, fileobj: IO[bytes]) -> None:
     """A JSON array, one record per line, keys in column order; an empty result is ``[]``."""
     columns = column_order(records)
     fileobj.write(b"[")
@@ -299,7 +311,7 @@ def write_json(records: Sequence[Record], fileobj: IO[bytes]) -> None:
     fileobj.write(b"\n]\n" if records else b"]\n")
 
 
-def write_csv(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+def write_csv(records: Records, fileobj: IO[bytes]) -> None:
     """RFC 4180 CSV (UTF-8, CRLF), a header row of column names, then one row per record."""
     columns = column_order(records)
     text = io.TextIOWrapper(fileobj, encoding="utf-8", newline="", write_through=True)
@@ -357,7 +369,7 @@ def _parquet_column(column: str, values: Iterator[Any]) -> list[Any]:
     return [text_value(v) for v in values]
 
 
-def write_parquet(records: Sequence[Record], fileobj: IO[bytes]) -> None:
+def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
     """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records."""
     import pyarrow as pa
     import pyarrow.parquet as pq
