@@ -380,14 +380,15 @@ class CloudflareBillingHook(BaseHook):
                 )
                 slot.answered(response.headers)
                 if spool_dir is not None and 200 <= response.status_code < 300:
-                    return self._spool(response, spool_dir, account_id, path)
-                body = response.content
+                    spooled = _download(response, spool_dir)
+                    body = b""
+                else:
+                    spooled, body = None, response.content
         except requests.exceptions.SSLError as exc:
             raise CloudflareTLSError(
                 f"TLS verification of {self.settings.base_url} failed for account {account_id} on {path}: "
                 f"{self._redact(type(exc).__name__ + ': ' + str(exc))}. Check the host, or point the connection "
-                "extra 'verify' at the CA "
-                "bundle that signed its certificate."
+                "extra 'verify' at the CA bundle that signed its certificate."
             ) from None
         except requests.RequestException as exc:
             raise CloudflareConnectionError(
@@ -395,25 +396,23 @@ class CloudflareBillingHook(BaseHook):
                 f"on {path}: {self._redact(type(exc).__name__ + ': ' + str(exc))}. Check the network and "
                 "the connection's host; transient failures were retried."
             ) from None
+        if spooled is not None:
+            return self._check_spooled(spooled, response.status_code, account_id, path)
         return self._parse(response.status_code, response.headers, body, account_id, path)
 
-    def _spool(self, response: requests.Response, directory: str, account_id: str, path: str) -> SpooledRecords:
-        """Write a 2xx body to a file as it arrives and check its envelope without building its records."""
-        descriptor, spool_path = tempfile.mkstemp(dir=directory, prefix=".cfbilling-usage-", suffix=".json")
+    def _check_spooled(self, spool_path: str, status: int, account_id: str, path: str) -> SpooledRecords:
+        """Check a spooled 2xx answer's envelope in one streaming pass, without building its records."""
         try:
-            with os.fdopen(descriptor, "wb") as spool:
-                for chunk in response.iter_content(chunk_size=1 << 20):
-                    spool.write(chunk)
             with open(spool_path, "rb") as spool:
                 envelope = scan_envelope(spool)
             if envelope.success is None:
                 raise CloudflareResponseError(
-                    f"Cloudflare answered HTTP {response.status_code} for account {account_id} on {path} with JSON "
+                    f"Cloudflare answered HTTP {status} for account {account_id} on {path} with JSON "
                     "that is not a Cloudflare envelope (no 'success'). A proxy or an incomplete answer; retry later."
                 )
             if envelope.success is not True:
                 raise CloudflareAPIError(
-                    status=response.status_code,
+                    status=status,
                     errors=envelope.errors,
                     account_id=account_id,
                     path=path,
@@ -645,6 +644,19 @@ def _as_bool(value: Any, where: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise CloudflareBillingInputError(f"{where} extra 'allow_insecure_http' is {value!r}: use true or false.")
+
+
+def _download(response: requests.Response, directory: str) -> str:
+    """Write a streamed body to a new file in ``directory`` as it arrives; the file is removed on failure."""
+    descriptor, spool_path = tempfile.mkstemp(dir=directory, prefix=".cfbilling-usage-", suffix=".json")
+    try:
+        with os.fdopen(descriptor, "wb") as spool:
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                spool.write(chunk)
+    except BaseException:
+        os.unlink(spool_path)
+        raise
+    return spool_path
 
 
 def _window_params(from_: Any, to: Any) -> dict[str, str] | None:
