@@ -100,8 +100,7 @@ def wait_poke(sim: Any) -> dict[str, Any]:
 
 
 def wait_deferred(sim: Any, *, api_lags_days: int = 0) -> dict[str, Any]:
-    from airflow.sdk.exceptions import TaskDeferred
-
+    from airflow_provider_cfbilling.compat import TaskDeferred
     from airflow_provider_cfbilling.sensors.billing import CloudflareBillingPeriodSensor
 
     def new_sensor() -> CloudflareBillingPeriodSensor:  # every resume is a new worker process

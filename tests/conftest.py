@@ -123,7 +123,10 @@ def run_dag(dag_file: Path, dag_id: str, **test_kwargs: Any) -> DagRunResult:
 
     The file is copied into the DAGs folder first: ``dag.test()`` serialises the DAG from there.
     """
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 

@@ -194,7 +194,7 @@ def test_bad_inputs_fail_before_any_request(sim: Any, use_conn: Any, kwargs: dic
 
 
 def test_a_result_too_large_for_xcom_points_to_destination(sim: Any, use_conn: Any) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_provider_cfbilling.compat import AirflowFailException
 
     with pytest.raises(AirflowFailException) as failure:
         run(max_xcom_bytes=1_000)
@@ -576,7 +576,8 @@ def test_a_long_rate_limit_fails_with_the_wait_when_not_deferrable(sim: Any, use
 
 def test_a_long_rate_limit_defers_for_the_wait_when_deferrable(sim: Any, use_conn: Any) -> None:
     from airflow.providers.standard.triggers.temporal import DateTimeTrigger
-    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_provider_cfbilling.compat import TaskDeferred
 
     use_conn(max_retry_wait=0)
     sim.add_fault("block", times=1)
@@ -602,7 +603,7 @@ def test_deferrals_are_bounded(sim: Any, use_conn: Any) -> None:
 
 
 def test_rate_limit_while_resolving_the_period_defers_too(sim: Any, use_conn: Any) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow_provider_cfbilling.compat import TaskDeferred
 
     use_conn(max_retry_wait=0)
     sim.add_fault("block", times=1, path="info")

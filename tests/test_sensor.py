@@ -22,13 +22,13 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk.exceptions import (
+
+from airflow_provider_cfbilling.compat import (
     AirflowRescheduleException,
     AirflowSensorTimeout,
     AirflowSkipException,
     TaskDeferred,
 )
-
 from airflow_provider_cfbilling.exceptions import CloudflareBillingInputError, CloudflarePermissionError
 from airflow_provider_cfbilling.sensors import billing as sensor_module
 from airflow_provider_cfbilling.sensors.billing import DEFAULT_SETTLE, CloudflareBillingPeriodSensor

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import requests
 import tenacity
+from airflow.exceptions import AirflowNotFoundException  # the Task SDK's class, re-exported (3.3)
 from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry

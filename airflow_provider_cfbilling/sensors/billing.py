@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSensorTimeout, AirflowSkipException
 
+from airflow_provider_cfbilling.compat import AirflowRescheduleException, AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingInputError,
     CloudflareResponseError,
