@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,16 @@ CLIENTS = ("operator parquet", "operator jsonl", "requests.get().json()")
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """This process's peak resident set (VmHWM).
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries it across ``fork`` and ``exec``, so a child started by
+    a large parent reports the parent's peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def child(url: str, client: str, out_dir: str) -> dict[str, Any]:
