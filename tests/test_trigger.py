@@ -55,7 +55,11 @@ def test_a_moment_in_the_past_fires_at_once() -> None:
 
 def test_it_serialises_to_json_and_round_trips_like_a_triggerer_restart() -> None:
     from airflow.models.trigger import Trigger
-    from airflow.sdk._shared.module_loading import import_string
+
+    try:
+        from airflow.sdk._shared.module_loading import import_string
+    except ImportError:  # Airflow 3.1
+        from airflow.utils.module_loading import import_string  # type: ignore[no-redef]
 
     trigger = CloudflareBillingPeriodTrigger(
         dt.datetime(2025, 12, 16, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))), None, "2025-12-01T00:00:00Z"
