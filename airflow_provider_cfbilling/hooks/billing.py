@@ -411,13 +411,7 @@ class CloudflareBillingHook(BaseHook):
                     "that is not a Cloudflare envelope (no 'success'). A proxy or an incomplete answer; retry later."
                 )
             if envelope.success is not True:
-                raise CloudflareAPIError(
-                    status=status,
-                    errors=envelope.errors,
-                    account_id=account_id,
-                    path=path,
-                    advice="Cloudflare reported success: false on HTTP 200; no data was used. Retry later.",
-                )
+                raise _success_false_error(status, envelope.errors, account_id, path)
             if envelope.result_kind != "array" or envelope.non_object_records:
                 kind = envelope.result_kind if envelope.result_kind != "array" else "list with non-record items"
                 raise _not_a_list_of_records(account_id, kind)
@@ -446,13 +440,7 @@ class CloudflareBillingHook(BaseHook):
         if 200 <= status < 300 and envelope.get("success") is True:
             return envelope.get("result")
         if 200 <= status < 300:
-            raise CloudflareAPIError(
-                status=status,
-                errors=errors,
-                account_id=account_id,
-                path=path,
-                advice="Cloudflare reported success: false on HTTP 200; no data was used. Retry later.",
-            )
+            raise _success_false_error(status, errors, account_id, path)
         raise _api_error(status, errors, account_id, path, headers, self.settings.max_retry_wait)
 
     def _redact(self, text: str) -> str:
@@ -644,6 +632,17 @@ def _as_bool(value: Any, where: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise CloudflareBillingInputError(f"{where} extra 'allow_insecure_http' is {value!r}: use true or false.")
+
+
+def _success_false_error(status: int, errors: list[dict[str, Any]], account_id: str, path: str) -> CloudflareAPIError:
+    """A 2xx answer whose envelope says ``success: false``: an error, never an empty result."""
+    return CloudflareAPIError(
+        status=status,
+        errors=errors,
+        account_id=account_id,
+        path=path,
+        advice="Cloudflare reported success: false on HTTP 200; no data was used. Retry later.",
+    )
 
 
 def _download(response: requests.Response, directory: str) -> str:
