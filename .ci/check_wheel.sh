@@ -20,4 +20,10 @@ done
 # The wheel must not pull heavy optional packages into a plain install.
 if "$work/venv/bin/python" -c "import pyarrow" 2>/dev/null; then echo "pyarrow leaked into runtime deps"; exit 1; fi
 "$work/venv/bin/python" -c "import airflow_provider_cfbilling.hooks.billing, airflow_provider_cfbilling.testing.simulator"
-echo "wheel OK: $(ls "$work"/dist)"
+# One version, written once (the package's __version__), and the license inside the wheel.
+wheel=$(ls "$work"/dist/*.whl)
+version=$("$work/venv/bin/python" -c "import airflow_provider_cfbilling as p; print(p.__version__)")
+case "$(basename "$wheel")" in *"-$version-"*) ;; *) echo "wheel $wheel is not version $version"; exit 1;; esac
+"$work/venv/bin/python" -c "import importlib.metadata as m; assert m.version('airflow-provider-cfbilling') == '$version'"
+"$work/venv/bin/python" -m zipfile -l "$wheel" | grep -q 'dist-info/licenses/LICENSE' || { echo "LICENSE not in the wheel"; exit 1; }
+echo "wheel OK: $(basename "$wheel")"
