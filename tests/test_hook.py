@@ -493,3 +493,21 @@ def test_download_errors_match_the_in_memory_call_and_leave_nothing(sim, use_con
     with pytest.raises(error, match=message):
         hook.download_paygo_usage(directory=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_extras_saved_empty_by_the_connection_form_mean_the_defaults(sim, use_conn):
+    # What Airflow's connection form saves when only the token and the account id are filled in.
+    empty = dict.fromkeys(("timeout", "max_retry_wait", "usage_path", "info_path", "verify", "allow_insecure_http"))
+    hook = use_conn(**empty)
+    assert (hook.settings.timeout, hook.settings.max_retry_wait, hook.settings.verify) == (30.0, 60.0, True)
+    assert hook.test_connection()[0] is True
+    blank = use_conn(**dict.fromkeys(empty, ""))
+    assert blank.get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+
+
+def test_test_connection_does_not_name_the_temporary_connection_id(sim, use_conn):
+    ok, message = use_conn(account_id="NOT-A-HEX-ID").test_connection()
+    assert not ok
+    assert "this connection extra 'account_id' (the form's 'Account ID' field)" in message
+    assert "cloudflare_default" not in message and "'NOT-A-HEX-ID'" in message
+    assert sim.request_count() == 0

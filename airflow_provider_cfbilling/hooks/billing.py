@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import platform
 import random
@@ -27,7 +28,7 @@ from airflow.sdk.log import mask_secret
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
 
-from airflow_provider_cfbilling import DISTRIBUTION_NAME, __version__
+from airflow_provider_cfbilling import CONNECTION_FIELDS, DISTRIBUTION_NAME, __version__
 from airflow_provider_cfbilling.exceptions import (
     CloudflareAPIError,
     CloudflareAuthenticationError,
@@ -75,7 +76,7 @@ class _ConnectionSettings:
     base_url: str
     headers: dict[str, str] = field(repr=False)
     secrets: tuple[str, ...] = field(repr=False)
-    account_id: Any
+    account_id: str | None
     timeout: float
     max_retry_wait: float
     usage_path: str
@@ -120,6 +121,8 @@ class CloudflareBillingHook(BaseHook):
         self.cloudflare_conn_id = cloudflare_conn_id
         self._timeout = timeout
         self._max_retry_wait = max_retry_wait
+        # How messages name the connection; see test_connection for when it cannot be named.
+        self._where = f"connection '{cloudflare_conn_id}'"
         # Path template that answered last, per endpoint kind: tried first from then on.
         self._resolved_paths: dict[str, str] = {}
 
@@ -131,16 +134,19 @@ class CloudflareBillingHook(BaseHook):
     @cached_property
     def settings(self) -> _ConnectionSettings:
         """The connection's settings, validated; credentials are registered with Airflow's masker."""
-        where = f"connection '{self.cloudflare_conn_id}'"
+        where = self._where
         try:
             conn = self.get_connection(self.cloudflare_conn_id)
         except AirflowNotFoundException:
             raise CloudflareBillingInputError(
-                f"The {where} is not defined: create a connection of type 'cloudflare' with that id (UI, "
-                f"`airflow connections add`, or AIRFLOW_CONN_{self.cloudflare_conn_id.upper()}), or pass "
-                "cloudflare_conn_id=... naming an existing one."
+                f"The connection '{self.cloudflare_conn_id}' is not defined: create a connection of type "
+                f"'cloudflare' with that id (UI, `airflow connections add`, or "
+                f"AIRFLOW_CONN_{self.cloudflare_conn_id.upper()}), or pass cloudflare_conn_id=... naming an "
+                "existing one."
             ) from None
-        extra = conn.extra_dejson
+        # Airflow's connection form saves every declared extra, null when left empty, and a hand-written
+        # extra may hold "": either means "the default", for every extra alike.
+        extra = {key: value for key, value in conn.extra_dejson.items() if not _is_unset(value)}
         secret = conn.password or ""
         if not secret.strip():
             raise CloudflareBillingInputError(
@@ -160,22 +166,29 @@ class CloudflareBillingHook(BaseHook):
         base_url = _validate_base_url(
             conn.host or DEFAULT_BASE_URL, where, _as_bool(extra.get("allow_insecure_http"), where)
         )
+        account_id = extra.get("account_id")
         return _ConnectionSettings(
             conn_id=self.cloudflare_conn_id,
             base_url=base_url,
             headers=headers,
             secrets=(secret,),
-            account_id=extra.get("account_id"),
-            timeout=_positive_number(
-                self._timeout if self._timeout is not None else extra.get("timeout", DEFAULT_TIMEOUT),
-                f"{where} extra 'timeout'",
+            # Checked here, not at first use: a connection saved with a malformed id is refused by
+            # `airflow connections test` and by every task, even one that passes its own account_id.
+            account_id=None if account_id is None else validate_account_id(account_id, _extra(where, "account_id")),
+            timeout=_seconds(
+                self._timeout,
+                "the hook's timeout argument",
+                extra.get("timeout"),
+                _extra(where, "timeout"),
+                DEFAULT_TIMEOUT,
                 allow_zero=False,
             ),
-            max_retry_wait=_positive_number(
-                self._max_retry_wait
-                if self._max_retry_wait is not None
-                else extra.get("max_retry_wait", DEFAULT_MAX_RETRY_WAIT),
-                f"{where} extra 'max_retry_wait'",
+            max_retry_wait=_seconds(
+                self._max_retry_wait,
+                "the hook's max_retry_wait argument",
+                extra.get("max_retry_wait"),
+                _extra(where, "max_retry_wait"),
+                DEFAULT_MAX_RETRY_WAIT,
                 allow_zero=True,
             ),
             usage_path=_validate_path_template(extra.get("usage_path") or USAGE_PATHS[0], where, "usage_path"),
@@ -186,9 +199,7 @@ class CloudflareBillingHook(BaseHook):
     @property
     def account_id(self) -> str:
         """The connection's default account id (``account_id`` extra), validated."""
-        return validate_account_id(
-            self.settings.account_id, f"connection '{self.cloudflare_conn_id}' extra 'account_id'"
-        )
+        return validate_account_id(self.settings.account_id, _extra(self._where, "account_id"))
 
     def get_conn(self) -> requests.Session:
         """A requests Session carrying the auth headers; connections are reused across calls."""
@@ -276,7 +287,13 @@ class CloudflareBillingHook(BaseHook):
         return result
 
     def test_connection(self) -> tuple[bool, str]:
-        """Check the credentials and the Billing Read permission with one cheap call on the account."""
+        """
+        Check the credentials and the Billing Read permission with one cheap call on the account.
+
+        Airflow's UI tests the form's values as a copy saved under a random temporary connection id, which
+        the hook cannot tell from a real one: its messages say "this connection" rather than show that id.
+        """
+        self._where = "this connection"
         try:
             account = self.account_id
             try:
@@ -598,13 +615,35 @@ def _validate_path_template(template: Any, where: str, name: str) -> str:
     return template
 
 
-def _positive_number(value: Any, where: str, *, allow_zero: bool) -> float:
+def _is_unset(value: Any) -> bool:
+    """Null or a blank string: what the connection form saves for a field left empty."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _extra(where: str, key: str) -> str:
+    """Name an extra as a user finds it: its key, and its label in the connection form."""
+    return f"{where} extra '{key}' (the form's '{CONNECTION_FIELDS[key]['label']}' field)"
+
+
+def _seconds(
+    argument: float | None, argument_name: str, value: Any, source: str, default: float, *, allow_zero: bool
+) -> float:
+    """A duration from the hook's argument if given, else from the connection's extra, else the default."""
+    if argument is not None:
+        value, source = argument, argument_name
+        fix = "Pass a number of seconds, or None to use the connection's setting."
+    elif value is None:
+        return default
+    else:
+        fix = f"Set it to a number such as {default:g}, or leave it empty for the default ({default:g})."
     try:
-        number = float(value)
+        # A JSON true is not a number of seconds, though float() would read it as 1.
+        number = float("nan") if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if not (number > 0 or (allow_zero and number == 0)):
-        raise CloudflareBillingInputError(f"{where} is {value!r}: it must be a positive number of seconds.")
+    if not (math.isfinite(number) and (number > 0 or (allow_zero and number == 0))):
+        rule = "0 or a positive number" if allow_zero else "a positive number"
+        raise CloudflareBillingInputError(f"{source} is {value!r}: it must be {rule} of seconds. {fix}")
     return number
 
 
@@ -621,8 +660,8 @@ def _verify_setting(value: Any, where: str) -> bool | str:
         if os.path.isfile(text):
             return text
     raise CloudflareBillingInputError(
-        f"{where} extra 'verify' is {value!r}: use true (the default), false, or the path of an existing CA bundle "
-        "file that signed the API's certificate."
+        f"{_extra(where, 'verify')} is {value!r}: use true (the default), false, or the path of an existing CA "
+        "bundle file that signed the API's certificate."
     )
 
 
@@ -631,7 +670,7 @@ def _as_bool(value: Any, where: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise CloudflareBillingInputError(f"{where} extra 'allow_insecure_http' is {value!r}: use true or false.")
+    raise CloudflareBillingInputError(f"{_extra(where, 'allow_insecure_http')} is {value!r}: use true or false.")
 
 
 def _success_false_error(status: int, errors: list[dict[str, Any]], account_id: str, path: str) -> CloudflareAPIError:
