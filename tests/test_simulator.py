@@ -22,17 +22,17 @@ import requests
 from airflow_provider_cfbilling.testing.simulator import (
     ACCOUNTS,
     ANCHOR31_ACCOUNT,
-    BRIEF_COLUMNS,
+    BILLABLE_USAGE_COLUMNS,
+    CANCELLED_ACCOUNT,
     EMPTY_ACCOUNT,
     FOCUS_ACCOUNT,
-    FOCUS_EXTRA_COLUMNS,
+    PAYGO_USAGE_COLUMNS,
     LARGE_ACCOUNT,
     SIM_EMAIL,
     SIM_GLOBAL_KEY,
     SIM_TOKEN,
     SIM_TOKEN_NO_BILLING,
     STANDARD_ACCOUNT,
-    ZONE_COLUMNS,
     CloudflareSimulator,
     billing_period,
     billing_period_start,
@@ -129,12 +129,15 @@ def test_envelope_headers_and_keep_alive(sim):
     connection.close()
 
 
-def test_three_usage_paths_serve_identical_data(sim):
-    bodies = {
-        route: get(sim, route=route).content for route in ("billing/usage/paygo", "billable-usage", "paygo-usage")
-    }
-    assert len(set(bodies.values())) == 1
-    assert len(rows_of(get(sim))) == 6 * 4  # 2025-03-14..19, 4 services
+def test_each_usage_path_answers_in_its_era_shape(sim):
+    older = {route: get(sim, route=route).content for route in ("billing/usage/paygo", "paygo-usage")}
+    assert len(set(older.values())) == 1
+    old_rows, rows = rows_of(get(sim, route="paygo-usage")), rows_of(get(sim))
+    assert len(rows) == len(old_rows) == 6 * 4  # 2025-03-14..19, 4 services
+    assert all(list(r) == list(PAYGO_USAGE_COLUMNS) for r in old_rows)
+    assert all(list(r) == list(BILLABLE_USAGE_COLUMNS) for r in rows)
+    for old, new in zip(old_rows, rows, strict=True):
+        assert {k: new[k] for k in PAYGO_USAGE_COLUMNS} == old
 
 
 def test_info_endpoints(sim):
@@ -145,8 +148,11 @@ def test_info_endpoints(sim):
         assert body["result"]["covered"] is True
         assert subscription["billing_cycle_anchor_timestamp"] == "2025-01-14T00:00:00Z"
         assert subscription["start_timestamp"] == "2025-01-14T00:00:00Z"
-        assert subscription["end_timestamp"] is None
-        assert re.fullmatch(r"[0-9a-f]{32}", subscription["id"])
+        assert "end_timestamp" not in subscription  # omitted while active
+        assert re.fullmatch(r"[0-9A-Z]{26}", subscription["id"])
+    (cancelled,) = get(sim, CANCELLED_ACCOUNT, "billable-usage/info").json()["result"]["subscriptions"]
+    assert cancelled["billing_cycle_anchor_timestamp"] == "2024-03-17T13:45:12Z"
+    assert cancelled["end_timestamp"] == "2025-02-20T10:00:00Z"
     focus = get(sim, FOCUS_ACCOUNT, "billable-usage/info").json()["result"]
     anchors = [s["billing_cycle_anchor_timestamp"] for s in focus["subscriptions"]]
     assert anchors == ["2025-06-01T00:00:00Z", "2025-09-20T00:00:00Z"]
@@ -224,7 +230,7 @@ def test_to_is_inclusive_one_row_per_service_per_day(sim):
         start = datetime.fromisoformat(row["ChargePeriodStart"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(row["ChargePeriodEnd"].replace("Z", "+00:00"))
         assert start.time().isoformat() == "00:00:00" and end - start == timedelta(days=1)
-        assert list(row) == list(BRIEF_COLUMNS)
+        assert list(row) == list(BILLABLE_USAGE_COLUMNS)
         assert row["BillingCurrency"] == "USD"
     assert sorted({r["ChargePeriodStart"] for r in rows}) == [ts(d) for d in days(date(2025, 2, 13), date(2025, 2, 16))]
     services = ACCOUNTS[STANDARD_ACCOUNT].service_names
@@ -372,15 +378,15 @@ def test_focus_account_columns(sim):
     assert len(rows) == 2 * 3  # usage starts at the first subscription's anchor
     subscription_id = ACCOUNTS[FOCUS_ACCOUNT].subscriptions[0].id
     for row in rows:
-        assert list(row) == list(BRIEF_COLUMNS + FOCUS_EXTRA_COLUMNS)
+        assert list(row) == list(BILLABLE_USAGE_COLUMNS)
         assert row["BilledCost"] == row["EffectiveCost"] == row["ListCost"] == row["ContractedCost"]
         assert row["BillingAccountId"] == FOCUS_ACCOUNT
         assert row["ChargeCategory"] == "Usage"
         assert row["BillingAccountName"] is None and row["ChargeClass"] is None
         assert row["ZoneId"] is None and row["ZoneName"] is None
         assert row["SubscriptionId"] == subscription_id
-        assert row["PricingUnit"] == row["ConsumedUnit"]
-    assert None in {r["ServiceFamilyName"] for r in rows}
+        assert row["PricingUnit"] and row["HostProviderName"] == "Cloudflare, Inc."
+    assert {r["PricingUnit"] for r in rows} == {"Requests", "GB-months", "Count"}  # Images: implicit unit
     # Periods follow the first subscription (day 1), not the second (day 20).
     rows = rows_of(get(sim, FOCUS_ACCOUNT))
     assert {r["BillingPeriodStart"] for r in rows} == {"2025-10-01T00:00:00Z"}
@@ -400,7 +406,7 @@ def test_large_account_zone_rows(sim):
     window = {"from": "2025-01-01", "to": "2025-01-31"}
     rows = rows_of(get(sim, LARGE_ACCOUNT, **window))
     assert len(rows) == 3 * 4 * 31
-    assert list(rows[0]) == list(BRIEF_COLUMNS + ZONE_COLUMNS)
+    assert list(rows[0]) == list(BILLABLE_USAGE_COLUMNS)
     assert all(re.fullmatch(r"[0-9a-f]{32}", r["ZoneId"]) for r in rows)
     assert len({r["ZoneId"] for r in rows}) == 3
     keys = [(r["ChargePeriodStart"], r["ServiceName"], r["ZoneId"]) for r in rows]
@@ -511,7 +517,7 @@ def test_row_faults(sim):
     assert {r["ConsumedUnit"] for r in rows_of(get(sim))} == {None}
     sim.add_fault("extra_columns", times=1)
     row = rows_of(get(sim))[0]
-    assert list(row)[: len(BRIEF_COLUMNS)] == list(BRIEF_COLUMNS) and "x_FutureColumn" in row
+    assert list(row)[:27] == list(BILLABLE_USAGE_COLUMNS) and "x_FutureColumn" in row
     odd = {"x_Region": "weur", "x_Tags": {"team": "it's {finops}"}, "x_Note": 'back\\slash "q" \u00e9'}
     sim.add_fault("extra_columns", times=1, columns=odd)
     row = rows_of(get(sim))[0]
