@@ -11,7 +11,7 @@ import sys
 import time
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ from airflow_provider_cfbilling.testing.simulator import (
     CANCELLED_ACCOUNT,
     EMPTY_ACCOUNT,
     FOCUS_ACCOUNT,
-    PAYGO_USAGE_COLUMNS,
     LARGE_ACCOUNT,
+    PAYGO_USAGE_COLUMNS,
     SIM_EMAIL,
     SIM_GLOBAL_KEY,
     SIM_TOKEN,
@@ -757,3 +757,140 @@ def test_cli_serves_until_sigterm():
     assert process.returncode == 0
     assert "billable-usage" in err  # --verbose logs requests...
     assert SIM_TOKEN not in out + err  # ...never the token
+
+
+# ------------------------------------------------------------------ valid-but-unusual faults, modes
+
+
+def test_fault_envelope_variant_and_timestamp_style(sim):
+    sim.add_fault("envelope_variant", times=1, errors=None, messages=[{"code": 1, "message": "hi"}],
+                  result_info={"count": 24})  # fmt: skip
+    body = get(sim).json()
+    assert body["success"] is True and body["errors"] is None and body["messages"] == [{"code": 1, "message": "hi"}]
+    assert body["result_info"] == {"count": 24} and len(body["result"]) == 24
+    sim.add_fault("timestamp_style", times=2, style="fractional")
+    assert rows_of(get(sim))[0]["ChargePeriodStart"] == "2025-03-14T00:00:00.000Z"
+    info = get(sim, route="billable-usage/info").json()["result"]["subscriptions"][0]
+    assert info["billing_cycle_anchor_timestamp"] == "2025-01-14T00:00:00.000Z"
+    sim.add_fault("timestamp_style", times=1, style="offset")
+    assert rows_of(get(sim))[0]["BillingPeriodStart"] == "2025-03-14T00:00:00+00:00"
+    with pytest.raises(ValueError):
+        sim.add_fault("timestamp_style", style="local")
+
+
+def test_fault_long_decimals_stay_consistent(sim):
+    sim.add_fault("long_decimals", times=1, digits=38)
+    rows = rows_of(get(sim, **{"from": "2025-02-14", "to": "2025-03-10"}))
+    running: dict[str, Decimal] = defaultdict(Decimal)
+    assert any(len(r["ContractedCost"].as_tuple().digits) == 38 for r in rows)
+    exact = Context(prec=100)  # the default 28 digits would round the sums
+    for row in rows:
+        running[row["ServiceName"]] = exact.add(running[row["ServiceName"]], row["ContractedCost"])
+        assert row["CumulatedContractedCost"] == running[row["ServiceName"]]
+        assert row["BilledCost"] == row["EffectiveCost"] == row["ListCost"] == row["ContractedCost"]
+    assert any(Decimal(repr(float(r["ContractedCost"]))) != r["ContractedCost"] for r in rows)  # a float loses digits
+
+
+def test_fault_huge_integer_and_cost_mismatch(sim):
+    sim.add_fault("huge_integer", times=1)
+    rows = rows_of(get(sim))
+    assert all(r["PricingQuantity"] > 2**63 and r["CumulatedPricingQuantity"] > 2**63 for r in rows)
+    sim.add_fault("cost_mismatch", times=1, day="2025-03-16", service="R2 Storage", delta="0.5")
+    rows = rows_of(get(sim))
+    previous: dict[str, Decimal] = {}
+    broken = []
+    for row in rows:
+        movement = row["CumulatedContractedCost"] - previous.get(row["ServiceName"], Decimal(0))
+        previous[row["ServiceName"]] = row["CumulatedContractedCost"]
+        if movement != row["ContractedCost"]:
+            broken.append((row["ChargePeriodStart"], row["ServiceName"], row["ContractedCost"] - movement))
+    assert broken == [("2025-03-16T00:00:00Z", "R2 Storage", Decimal("0.5"))]
+
+
+def test_path_moved_as_400_and_beta_window_cap(sim):
+    sim.add_fault("path_moved", times=1, status=400)
+    response = get(sim, route="billing/usage/paygo")
+    assert response.status_code == 400 and error_codes(response) == [7003, 7000]
+    response = get(sim, route="billing/usage/paygo", **{"from": "2025-01-14", "to": "2025-03-16"})  # 62 days
+    assert response.status_code == 200
+    response = get(sim, route="billing/usage/paygo", **{"from": "2025-01-14", "to": "2025-03-17"})  # 63 days
+    assert (response.status_code, error_codes(response)) == (400, [1183])
+    assert get(sim, **{"from": "2025-01-14", "to": "2025-03-17"}).status_code == 200  # documented path: no cap
+
+
+def test_to_exclusive_mode(sim):
+    window = {"from": "2025-02-13", "to": "2025-02-16"}
+    assert len(rows_of(get(sim, **window))) == 4 * 4
+    sim.set_to_inclusive(False)
+    rows = rows_of(get(sim, **window))
+    assert len(rows) == 3 * 4 and rows[-1]["ChargePeriodStart"] == "2025-02-15T00:00:00Z"
+    assert control(sim, "POST", "config", {"to_inclusive": True}).json()["to_inclusive"] is True
+    assert len(rows_of(get(sim, **window))) == 4 * 4
+
+
+def test_advance_clock_after_n_calls(sim):
+    sim.advance_clock_after(2, date(2025, 4, 20), path="billable-usage/info")
+    get(sim)  # not counted: another path
+    get(sim, route="billable-usage/info")
+    assert sim.today == TODAY
+    assert {r["BillingPeriodStart"] for r in rows_of(get(sim))} == {"2025-03-14T00:00:00Z"}
+    get(sim, route="billable-usage/info")  # the 2nd counted call still sees the old day...
+    assert sim.today == date(2025, 4, 20)  # ...then the clock moves by itself
+    assert {r["BillingPeriodStart"] for r in rows_of(get(sim))} == {"2025-04-14T00:00:00Z"}
+    response = control(sim, "POST", "clock/advance", {"after": 1, "today": "2025-05-01"})
+    assert response.json()["clock_advances"] == [{"after": 1, "today": "2025-05-01", "path": None}]
+    get(sim)
+    assert sim.today == date(2025, 5, 1)
+
+
+def test_time_of_day_anchors_give_whole_day_periods(sim):
+    sim.set_today(date(2025, 3, 20))
+    rows = rows_of(get(sim, CANCELLED_ACCOUNT, **{"from": "2025-01-17", "to": "2025-03-19"}))
+    assert {r["BillingPeriodStart"] for r in rows} == {"2025-01-17T00:00:00Z", "2025-02-17T00:00:00Z"}
+    assert rows[-1]["ChargePeriodStart"] == "2025-02-20T00:00:00Z"  # cancelled on the 20th: no usage after
+    from airflow_provider_cfbilling.testing.simulator import ANCHOR29_ACCOUNT
+
+    rows = rows_of(get(sim, ANCHOR29_ACCOUNT, **{"from": "2025-02-27", "to": "2025-03-01"}))
+    assert {r["ChargePeriodStart"][:10]: r["BillingPeriodStart"] for r in rows} == {
+        "2025-02-27": "2025-01-29T00:00:00Z",
+        "2025-02-28": "2025-02-28T00:00:00Z",
+        "2025-03-01": "2025-02-28T00:00:00Z",
+    }
+
+
+# ------------------------------------------------------------------ List Accounts
+
+
+def test_list_accounts_paging_and_token_scopes(sim):
+    def listing(headers: dict[str, str] | None = None, **params: Any) -> dict[str, Any]:
+        response = requests.get(f"{sim.url}/accounts", headers=headers or BEARER, params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = listing()
+    assert first["result_info"] == {"page": 1, "per_page": 20, "count": 7, "total_count": 7, "total_pages": 1}
+    assert [a["id"] for a in first["result"]] == list(ACCOUNTS)
+    record = first["result"][0]
+    assert set(record) == {"id", "name", "type", "settings", "created_on"} and record["type"] == "standard"
+    generated = sim.add_generated_accounts(100)
+    assert len(set(generated)) == 100 and generated[:3] == CloudflareSimulator().add_generated_accounts(3)
+    seen = []
+    page = 1
+    while True:
+        body = listing(page=page, per_page=50)
+        seen += [a["id"] for a in body["result"]]
+        if page >= body["result_info"]["total_pages"]:
+            break
+        page += 1
+    assert seen == list(ACCOUNTS) + generated and page == 3
+    assert listing(per_page=500)["result_info"]["per_page"] == 50  # clamped to the documented maximum
+    assert rows_of(get(sim, generated[0], **{"from": "2024-01-01", "to": "2024-12-31"}))
+    sim.add_token("team-a-token", accounts=generated[:2])
+    team = {"Authorization": "Bearer team-a-token"}
+    assert [a["id"] for a in listing(team)["result"]] == generated[:2]
+    assert get(sim, generated[0], headers=team).status_code == 200
+    response = get(sim, STANDARD_ACCOUNT, headers=team)
+    assert (response.status_code, error_codes(response)) == (403, [9109])
+    sim.add_fault("rate_limit", times=1, path="/accounts")
+    assert requests.get(f"{sim.url}/accounts", headers=BEARER, timeout=10).status_code == 429
+    assert control(sim, "POST", "accounts", {"generate": 2}).json()["accounts"][0] not in generated

@@ -37,20 +37,14 @@ PAYGO_REQUIRED_COLUMNS: tuple[str, ...] = (
     "PricingQuantity",
     "ServiceName",
 )
-#: The record of ``/paygo-usage`` and ``/billing/usage/paygo``: the 11 required fields and the 4
-#: optional ones, in the published schema's property order.
-PAYGO_USAGE_COLUMNS: tuple[str, ...] = (
-    *PAYGO_REQUIRED_COLUMNS[:10],
-    "ServiceFamilyName",
-    "ServiceName",
-    "SubscriptionId",
-    "ZoneId",
-    "ZoneName",
-)
-#: The 27 fields of a ``/billable-usage`` record (``billable_usage_record``), in the published
-#: schema's property order: the 15 of the older record, then the 12 newer FOCUS 1.3 columns.
+_PAYGO_OPTIONAL_COLUMNS = ("ServiceFamilyName", "SubscriptionId", "ZoneId", "ZoneName")
+#: The record of ``/paygo-usage`` and ``/billing/usage/paygo``: the 11 required fields, then the 4
+#: optional ones of the published ``paygo_usage_record``.
+PAYGO_USAGE_COLUMNS: tuple[str, ...] = PAYGO_REQUIRED_COLUMNS + _PAYGO_OPTIONAL_COLUMNS
+#: The 27 fields of a ``/billable-usage`` record (``billable_usage_record``): the 11 required on
+#: every path, the 12 newer FOCUS 1.3 columns (alphabetical), then the 4 optional ones.
 BILLABLE_USAGE_COLUMNS: tuple[str, ...] = (
-    *PAYGO_USAGE_COLUMNS,
+    *PAYGO_REQUIRED_COLUMNS,
     "BilledCost",
     "BillingAccountId",
     "BillingAccountName",
@@ -63,6 +57,7 @@ BILLABLE_USAGE_COLUMNS: tuple[str, ...] = (
     "ListCost",
     "PricingUnit",
     "ServiceProviderName",
+    *_PAYGO_OPTIONAL_COLUMNS,
 )
 #: The ``/billable-usage`` columns beyond the 11 required on every path.
 FOCUS_EXTRA_COLUMNS: tuple[str, ...] = tuple(c for c in BILLABLE_USAGE_COLUMNS if c not in PAYGO_REQUIRED_COLUMNS)
