@@ -142,7 +142,7 @@ def test_column_order_ignores_row_and_key_order(sim: Any) -> None:
 def test_brief_columns_match_the_simulator() -> None:
     from airflow_provider_cfbilling.testing import simulator
 
-    assert tuple(BRIEF_COLUMNS) == tuple(simulator.BRIEF_COLUMNS)
+    assert tuple(BRIEF_COLUMNS) == tuple(simulator.PAYGO_REQUIRED_COLUMNS)
     assert set(simulator.FOCUS_EXTRA_COLUMNS) <= set(formats.KNOWN_COLUMNS)
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Context, Decimal
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -22,17 +22,17 @@ import requests
 from airflow_provider_cfbilling.testing.simulator import (
     ACCOUNTS,
     ANCHOR31_ACCOUNT,
-    BRIEF_COLUMNS,
+    BILLABLE_USAGE_COLUMNS,
+    CANCELLED_ACCOUNT,
     EMPTY_ACCOUNT,
     FOCUS_ACCOUNT,
-    FOCUS_EXTRA_COLUMNS,
     LARGE_ACCOUNT,
+    PAYGO_USAGE_COLUMNS,
     SIM_EMAIL,
     SIM_GLOBAL_KEY,
     SIM_TOKEN,
     SIM_TOKEN_NO_BILLING,
     STANDARD_ACCOUNT,
-    ZONE_COLUMNS,
     CloudflareSimulator,
     billing_period,
     billing_period_start,
@@ -129,12 +129,15 @@ def test_envelope_headers_and_keep_alive(sim):
     connection.close()
 
 
-def test_three_usage_paths_serve_identical_data(sim):
-    bodies = {
-        route: get(sim, route=route).content for route in ("billing/usage/paygo", "billable-usage", "paygo-usage")
-    }
-    assert len(set(bodies.values())) == 1
-    assert len(rows_of(get(sim))) == 6 * 4  # 2025-03-14..19, 4 services
+def test_each_usage_path_answers_in_its_era_shape(sim):
+    older = {route: get(sim, route=route).content for route in ("billing/usage/paygo", "paygo-usage")}
+    assert len(set(older.values())) == 1
+    old_rows, rows = rows_of(get(sim, route="paygo-usage")), rows_of(get(sim))
+    assert len(rows) == len(old_rows) == 6 * 4  # 2025-03-14..19, 4 services
+    assert all(list(r) == list(PAYGO_USAGE_COLUMNS) for r in old_rows)
+    assert all(list(r) == list(BILLABLE_USAGE_COLUMNS) for r in rows)
+    for old, new in zip(old_rows, rows, strict=True):
+        assert {k: new[k] for k in PAYGO_USAGE_COLUMNS} == old
 
 
 def test_info_endpoints(sim):
@@ -145,8 +148,11 @@ def test_info_endpoints(sim):
         assert body["result"]["covered"] is True
         assert subscription["billing_cycle_anchor_timestamp"] == "2025-01-14T00:00:00Z"
         assert subscription["start_timestamp"] == "2025-01-14T00:00:00Z"
-        assert subscription["end_timestamp"] is None
-        assert re.fullmatch(r"[0-9a-f]{32}", subscription["id"])
+        assert "end_timestamp" not in subscription  # omitted while active
+        assert re.fullmatch(r"[0-9A-Z]{26}", subscription["id"])
+    (cancelled,) = get(sim, CANCELLED_ACCOUNT, "billable-usage/info").json()["result"]["subscriptions"]
+    assert cancelled["billing_cycle_anchor_timestamp"] == "2024-03-17T13:45:12Z"
+    assert cancelled["end_timestamp"] == "2025-02-20T10:00:00Z"
     focus = get(sim, FOCUS_ACCOUNT, "billable-usage/info").json()["result"]
     anchors = [s["billing_cycle_anchor_timestamp"] for s in focus["subscriptions"]]
     assert anchors == ["2025-06-01T00:00:00Z", "2025-09-20T00:00:00Z"]
@@ -224,7 +230,7 @@ def test_to_is_inclusive_one_row_per_service_per_day(sim):
         start = datetime.fromisoformat(row["ChargePeriodStart"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(row["ChargePeriodEnd"].replace("Z", "+00:00"))
         assert start.time().isoformat() == "00:00:00" and end - start == timedelta(days=1)
-        assert list(row) == list(BRIEF_COLUMNS)
+        assert list(row) == list(BILLABLE_USAGE_COLUMNS)
         assert row["BillingCurrency"] == "USD"
     assert sorted({r["ChargePeriodStart"] for r in rows}) == [ts(d) for d in days(date(2025, 2, 13), date(2025, 2, 16))]
     services = ACCOUNTS[STANDARD_ACCOUNT].service_names
@@ -372,15 +378,15 @@ def test_focus_account_columns(sim):
     assert len(rows) == 2 * 3  # usage starts at the first subscription's anchor
     subscription_id = ACCOUNTS[FOCUS_ACCOUNT].subscriptions[0].id
     for row in rows:
-        assert list(row) == list(BRIEF_COLUMNS + FOCUS_EXTRA_COLUMNS)
+        assert list(row) == list(BILLABLE_USAGE_COLUMNS)
         assert row["BilledCost"] == row["EffectiveCost"] == row["ListCost"] == row["ContractedCost"]
         assert row["BillingAccountId"] == FOCUS_ACCOUNT
         assert row["ChargeCategory"] == "Usage"
         assert row["BillingAccountName"] is None and row["ChargeClass"] is None
         assert row["ZoneId"] is None and row["ZoneName"] is None
         assert row["SubscriptionId"] == subscription_id
-        assert row["PricingUnit"] == row["ConsumedUnit"]
-    assert None in {r["ServiceFamilyName"] for r in rows}
+        assert row["PricingUnit"] and row["HostProviderName"] == "Cloudflare, Inc."
+    assert {r["PricingUnit"] for r in rows} == {"Requests", "GB-months", "Count"}  # Images: implicit unit
     # Periods follow the first subscription (day 1), not the second (day 20).
     rows = rows_of(get(sim, FOCUS_ACCOUNT))
     assert {r["BillingPeriodStart"] for r in rows} == {"2025-10-01T00:00:00Z"}
@@ -400,7 +406,7 @@ def test_large_account_zone_rows(sim):
     window = {"from": "2025-01-01", "to": "2025-01-31"}
     rows = rows_of(get(sim, LARGE_ACCOUNT, **window))
     assert len(rows) == 3 * 4 * 31
-    assert list(rows[0]) == list(BRIEF_COLUMNS + ZONE_COLUMNS)
+    assert list(rows[0]) == list(BILLABLE_USAGE_COLUMNS)
     assert all(re.fullmatch(r"[0-9a-f]{32}", r["ZoneId"]) for r in rows)
     assert len({r["ZoneId"] for r in rows}) == 3
     keys = [(r["ChargePeriodStart"], r["ServiceName"], r["ZoneId"]) for r in rows]
@@ -511,7 +517,7 @@ def test_row_faults(sim):
     assert {r["ConsumedUnit"] for r in rows_of(get(sim))} == {None}
     sim.add_fault("extra_columns", times=1)
     row = rows_of(get(sim))[0]
-    assert list(row)[: len(BRIEF_COLUMNS)] == list(BRIEF_COLUMNS) and "x_FutureColumn" in row
+    assert list(row)[:27] == list(BILLABLE_USAGE_COLUMNS) and "x_FutureColumn" in row
     odd = {"x_Region": "weur", "x_Tags": {"team": "it's {finops}"}, "x_Note": 'back\\slash "q" \u00e9'}
     sim.add_fault("extra_columns", times=1, columns=odd)
     row = rows_of(get(sim))[0]
@@ -751,3 +757,140 @@ def test_cli_serves_until_sigterm():
     assert process.returncode == 0
     assert "billable-usage" in err  # --verbose logs requests...
     assert SIM_TOKEN not in out + err  # ...never the token
+
+
+# ------------------------------------------------------------------ valid-but-unusual faults, modes
+
+
+def test_fault_envelope_variant_and_timestamp_style(sim):
+    sim.add_fault("envelope_variant", times=1, errors=None, messages=[{"code": 1, "message": "hi"}],
+                  result_info={"count": 24})  # fmt: skip
+    body = get(sim).json()
+    assert body["success"] is True and body["errors"] is None and body["messages"] == [{"code": 1, "message": "hi"}]
+    assert body["result_info"] == {"count": 24} and len(body["result"]) == 24
+    sim.add_fault("timestamp_style", times=2, style="fractional")
+    assert rows_of(get(sim))[0]["ChargePeriodStart"] == "2025-03-14T00:00:00.000Z"
+    info = get(sim, route="billable-usage/info").json()["result"]["subscriptions"][0]
+    assert info["billing_cycle_anchor_timestamp"] == "2025-01-14T00:00:00.000Z"
+    sim.add_fault("timestamp_style", times=1, style="offset")
+    assert rows_of(get(sim))[0]["BillingPeriodStart"] == "2025-03-14T00:00:00+00:00"
+    with pytest.raises(ValueError):
+        sim.add_fault("timestamp_style", style="local")
+
+
+def test_fault_long_decimals_stay_consistent(sim):
+    sim.add_fault("long_decimals", times=1, digits=38)
+    rows = rows_of(get(sim, **{"from": "2025-02-14", "to": "2025-03-10"}))
+    running: dict[str, Decimal] = defaultdict(Decimal)
+    assert any(len(r["ContractedCost"].as_tuple().digits) == 38 for r in rows)
+    exact = Context(prec=100)  # the default 28 digits would round the sums
+    for row in rows:
+        running[row["ServiceName"]] = exact.add(running[row["ServiceName"]], row["ContractedCost"])
+        assert row["CumulatedContractedCost"] == running[row["ServiceName"]]
+        assert row["BilledCost"] == row["EffectiveCost"] == row["ListCost"] == row["ContractedCost"]
+    assert any(Decimal(repr(float(r["ContractedCost"]))) != r["ContractedCost"] for r in rows)  # a float loses digits
+
+
+def test_fault_huge_integer_and_cost_mismatch(sim):
+    sim.add_fault("huge_integer", times=1)
+    rows = rows_of(get(sim))
+    assert all(r["PricingQuantity"] > 2**63 and r["CumulatedPricingQuantity"] > 2**63 for r in rows)
+    sim.add_fault("cost_mismatch", times=1, day="2025-03-16", service="R2 Storage", delta="0.5")
+    rows = rows_of(get(sim))
+    previous: dict[str, Decimal] = {}
+    broken = []
+    for row in rows:
+        movement = row["CumulatedContractedCost"] - previous.get(row["ServiceName"], Decimal(0))
+        previous[row["ServiceName"]] = row["CumulatedContractedCost"]
+        if movement != row["ContractedCost"]:
+            broken.append((row["ChargePeriodStart"], row["ServiceName"], row["ContractedCost"] - movement))
+    assert broken == [("2025-03-16T00:00:00Z", "R2 Storage", Decimal("0.5"))]
+
+
+def test_path_moved_as_400_and_beta_window_cap(sim):
+    sim.add_fault("path_moved", times=1, status=400)
+    response = get(sim, route="billing/usage/paygo")
+    assert response.status_code == 400 and error_codes(response) == [7003, 7000]
+    response = get(sim, route="billing/usage/paygo", **{"from": "2025-01-14", "to": "2025-03-16"})  # 62 days
+    assert response.status_code == 200
+    response = get(sim, route="billing/usage/paygo", **{"from": "2025-01-14", "to": "2025-03-17"})  # 63 days
+    assert (response.status_code, error_codes(response)) == (400, [1183])
+    assert get(sim, **{"from": "2025-01-14", "to": "2025-03-17"}).status_code == 200  # documented path: no cap
+
+
+def test_to_exclusive_mode(sim):
+    window = {"from": "2025-02-13", "to": "2025-02-16"}
+    assert len(rows_of(get(sim, **window))) == 4 * 4
+    sim.set_to_inclusive(False)
+    rows = rows_of(get(sim, **window))
+    assert len(rows) == 3 * 4 and rows[-1]["ChargePeriodStart"] == "2025-02-15T00:00:00Z"
+    assert control(sim, "POST", "config", {"to_inclusive": True}).json()["to_inclusive"] is True
+    assert len(rows_of(get(sim, **window))) == 4 * 4
+
+
+def test_advance_clock_after_n_calls(sim):
+    sim.advance_clock_after(2, date(2025, 4, 20), path="billable-usage/info")
+    get(sim)  # not counted: another path
+    get(sim, route="billable-usage/info")
+    assert sim.today == TODAY
+    assert {r["BillingPeriodStart"] for r in rows_of(get(sim))} == {"2025-03-14T00:00:00Z"}
+    get(sim, route="billable-usage/info")  # the 2nd counted call still sees the old day...
+    assert sim.today == date(2025, 4, 20)  # ...then the clock moves by itself
+    assert {r["BillingPeriodStart"] for r in rows_of(get(sim))} == {"2025-04-14T00:00:00Z"}
+    response = control(sim, "POST", "clock/advance", {"after": 1, "today": "2025-05-01"})
+    assert response.json()["clock_advances"] == [{"after": 1, "today": "2025-05-01", "path": None}]
+    get(sim)
+    assert sim.today == date(2025, 5, 1)
+
+
+def test_time_of_day_anchors_give_whole_day_periods(sim):
+    sim.set_today(date(2025, 3, 20))
+    rows = rows_of(get(sim, CANCELLED_ACCOUNT, **{"from": "2025-01-17", "to": "2025-03-19"}))
+    assert {r["BillingPeriodStart"] for r in rows} == {"2025-01-17T00:00:00Z", "2025-02-17T00:00:00Z"}
+    assert rows[-1]["ChargePeriodStart"] == "2025-02-20T00:00:00Z"  # cancelled on the 20th: no usage after
+    from airflow_provider_cfbilling.testing.simulator import ANCHOR29_ACCOUNT
+
+    rows = rows_of(get(sim, ANCHOR29_ACCOUNT, **{"from": "2025-02-27", "to": "2025-03-01"}))
+    assert {r["ChargePeriodStart"][:10]: r["BillingPeriodStart"] for r in rows} == {
+        "2025-02-27": "2025-01-29T00:00:00Z",
+        "2025-02-28": "2025-02-28T00:00:00Z",
+        "2025-03-01": "2025-02-28T00:00:00Z",
+    }
+
+
+# ------------------------------------------------------------------ List Accounts
+
+
+def test_list_accounts_paging_and_token_scopes(sim):
+    def listing(headers: dict[str, str] | None = None, **params: Any) -> dict[str, Any]:
+        response = requests.get(f"{sim.url}/accounts", headers=headers or BEARER, params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    first = listing()
+    assert first["result_info"] == {"page": 1, "per_page": 20, "count": 7, "total_count": 7, "total_pages": 1}
+    assert [a["id"] for a in first["result"]] == list(ACCOUNTS)
+    record = first["result"][0]
+    assert set(record) == {"id", "name", "type", "settings", "created_on"} and record["type"] == "standard"
+    generated = sim.add_generated_accounts(100)
+    assert len(set(generated)) == 100 and generated[:3] == CloudflareSimulator().add_generated_accounts(3)
+    seen = []
+    page = 1
+    while True:
+        body = listing(page=page, per_page=50)
+        seen += [a["id"] for a in body["result"]]
+        if page >= body["result_info"]["total_pages"]:
+            break
+        page += 1
+    assert seen == list(ACCOUNTS) + generated and page == 3
+    assert listing(per_page=500)["result_info"]["per_page"] == 50  # clamped to the documented maximum
+    assert rows_of(get(sim, generated[0], **{"from": "2024-01-01", "to": "2024-12-31"}))
+    sim.add_token("team-a-token", accounts=generated[:2])
+    team = {"Authorization": "Bearer team-a-token"}
+    assert [a["id"] for a in listing(team)["result"]] == generated[:2]
+    assert get(sim, generated[0], headers=team).status_code == 200
+    response = get(sim, STANDARD_ACCOUNT, headers=team)
+    assert (response.status_code, error_codes(response)) == (403, [9109])
+    sim.add_fault("rate_limit", times=1, path="/accounts")
+    assert requests.get(f"{sim.url}/accounts", headers=BEARER, timeout=10).status_code == 429
+    assert control(sim, "POST", "accounts", {"generate": 2}).json()["accounts"][0] not in generated
