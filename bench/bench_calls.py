@@ -55,7 +55,7 @@ def clients(url: str, conn_id: str, *, reuse: bool) -> dict[str, Fetch]:
 
     hook, before = hook_class(), hook_class(before=True)
 
-    raw_url = f"{url}/accounts/{LARGE_ACCOUNT}/billing/usage/paygo"
+    raw_url = f"{url}/accounts/{LARGE_ACCOUNT}/billable-usage"
     params = {"from": FROM, "to": TO}
     headers = {"Authorization": f"Bearer {SIM_TOKEN}"}
 

@@ -60,7 +60,7 @@ def child(url: str, client: str, out_dir: str) -> dict[str, Any]:
         idle = _peak_rss_bytes()
         started = time.perf_counter()
         records = requests.get(
-            f"{url}/accounts/{LARGE_ACCOUNT}/billing/usage/paygo",
+            f"{url}/accounts/{LARGE_ACCOUNT}/billable-usage",
             params={"from": FROM, "to": "2025-01-31"},
             headers={"Authorization": f"Bearer {SIM_TOKEN}"},
             timeout=600,
@@ -109,7 +109,7 @@ def _body_size(url: str) -> int:
     from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, SIM_TOKEN
 
     with requests.get(
-        f"{url}/accounts/{LARGE_ACCOUNT}/billing/usage/paygo",
+        f"{url}/accounts/{LARGE_ACCOUNT}/billable-usage",
         params={"from": FROM, "to": "2025-01-31"},
         headers={"Authorization": f"Bearer {SIM_TOKEN}"},
         timeout=600,

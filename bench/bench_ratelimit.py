@@ -131,7 +131,7 @@ def run(*, smoke: bool) -> Section:
     outcomes: dict[str, list[Outcome]] = {client: [] for client in clients}
     with simulator(tokens.values()) as sim:
         reference = requests.get(
-            f"{sim.url}/accounts/{STANDARD_ACCOUNT}/billing/usage/paygo",
+            f"{sim.url}/accounts/{STANDARD_ACCOUNT}/billable-usage",
             headers={"Authorization": f"Bearer {tokens['unthrottled', 0]}"},
             timeout=30,
         ).json()["result"]

@@ -79,8 +79,16 @@ def simulator_server() -> Iterator[Any]:
 
 @pytest.fixture
 def sim(simulator_server: Any) -> Any:
-    """The simulator, reset to its start state (clock 2025-11-20, no faults, empty request log)."""
+    """The simulator, reset to its start state (clock 2025-11-20, no faults, empty request log).
+
+    The hook's per-process memory of moved endpoint paths is cleared too: a test that moves a path must not
+    decide where the next test's first request goes.
+    """
+    from airflow_provider_cfbilling.hooks import billing
+
     simulator_server.reset()
+    with billing._learned_paths_lock:
+        billing._learned_paths.clear()
     return simulator_server
 
 

@@ -17,7 +17,7 @@ def test_demo_dag_summarises_rows_and_cost_per_service(sim, cloudflare_conn, dag
 
     assert result.state == "success", result.task_states
     served = requests.get(
-        f"{sim.url}/accounts/{STANDARD_ACCOUNT}/billing/usage/paygo",
+        f"{sim.url}/accounts/{STANDARD_ACCOUNT}/billable-usage",
         headers={"Authorization": f"Bearer {SIM_TOKEN}"},
         timeout=10,
     ).json()["result"]

@@ -206,7 +206,8 @@ CASES = [
         token=SIM_TOKEN_NO_BILLING,
     ),
     # -- the endpoint moved
-    Case("the brief's path moved", always("path_moved"), statuses=(404, 200)),
+    # (a moved documented path falling back to an older one is in test_hook.py: the older paths serve the
+    # older record shape, so the output is not the clean run's)
     Case(
         "every known path moved",
         always("path_moved", also_interim=True, also_current=True),
@@ -459,7 +460,12 @@ def test_the_matrix_covers_every_fault_kind_that_touches_usage() -> None:
 
     covered = {kind for case in CASES for kind, _ in case.faults}
     about_billing_info_only = {"info_unavailable", "not_covered"}
-    assert set(FAULT_KINDS) - about_billing_info_only == covered
+    # Valid answers, not faults of the API: validated against the published schema in test_contract.py; the
+    # operator's handling of each (exact long decimals, huge integers, timestamp styles, envelope variants,
+    # a reconciliation mismatch) belongs to the exact-money work of the contract issue and is not in the
+    # matrix yet.
+    valid_but_unusual = {"envelope_variant", "timestamp_style", "long_decimals", "huge_integer", "cost_mismatch"}
+    assert set(FAULT_KINDS) - about_billing_info_only - valid_but_unusual == covered
 
 
 # -- the same faults through real DAG runs ------------------------------------------------------------------
@@ -519,7 +525,7 @@ def test_the_sensor_does_not_read_rows_without_a_period_as_no_usage(
 
     monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT))
     sim.set_today(dt.date(2025, 12, 20))  # November's period is over by the clock; the API must agree
-    sim.add_fault(kind, column="BillingPeriodStart", path="usage/paygo")
+    sim.add_fault(kind, column="BillingPeriodStart", path="billable-usage")
     sensor = CloudflareBillingPeriodSensor(task_id="wait", target="2025-11-20", mode="poke")
     with pytest.raises(CloudflareResponseError, match=r"without BillingPeriodStart .*could close a period"):
         sensor.poke({})  # type: ignore[arg-type]

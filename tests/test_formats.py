@@ -30,8 +30,8 @@ from airflow_provider_cfbilling.testing.simulator import (
 )
 from airflow_provider_cfbilling.utils import formats
 from airflow_provider_cfbilling.utils.formats import (
-    BRIEF_COLUMNS,
     FILE_FORMATS,
+    REQUIRED_COLUMNS,
     column_order,
     format_for_name,
     json_text,
@@ -126,11 +126,11 @@ def write(records: list[dict[str, Any]], file_format: str) -> bytes:
 # -- column order -----------------------------------------------------------------------------------
 
 
-def test_column_order_is_brief_then_focus_then_unknown_sorted() -> None:
+def test_column_order_is_required_then_focus_then_unknown_sorted() -> None:
     record = {"x_Zeta": 1, "ZoneId": "z", "ServiceName": "s", "x_Alpha": 2, "BilledCost": 1.0}
     order = column_order([record])
-    assert order[: len(BRIEF_COLUMNS)] == list(BRIEF_COLUMNS)
-    assert order[len(BRIEF_COLUMNS) :] == ["BilledCost", "ZoneId", "x_Alpha", "x_Zeta"]
+    assert order[: len(REQUIRED_COLUMNS)] == list(REQUIRED_COLUMNS)
+    assert order[len(REQUIRED_COLUMNS) :] == ["BilledCost", "ZoneId", "x_Alpha", "x_Zeta"]
 
 
 def test_column_order_ignores_row_and_key_order(sim: Any) -> None:
@@ -139,10 +139,10 @@ def test_column_order_ignores_row_and_key_order(sim: Any) -> None:
     assert column_order(shuffled) == column_order(records)
 
 
-def test_brief_columns_match_the_simulator() -> None:
+def test_required_columns_match_the_simulator() -> None:
     from airflow_provider_cfbilling.testing import simulator
 
-    assert tuple(BRIEF_COLUMNS) == tuple(simulator.PAYGO_REQUIRED_COLUMNS)
+    assert tuple(REQUIRED_COLUMNS) == tuple(simulator.PAYGO_REQUIRED_COLUMNS)
     assert set(simulator.FOCUS_EXTRA_COLUMNS) <= set(formats.KNOWN_COLUMNS)
 
 
@@ -318,10 +318,10 @@ def test_same_records_give_identical_bytes(sim: Any, file_format: str) -> None:
 def test_empty_results_are_valid_files() -> None:
     assert write([], "jsonl") == b""
     assert json.loads(write([], "json")) == []
-    assert write([], "csv") == (",".join(BRIEF_COLUMNS) + "\r\n").encode()
+    assert write([], "csv") == (",".join(REQUIRED_COLUMNS) + "\r\n").encode()
     table = pq.read_table(io.BytesIO(write([], "parquet")))
     assert table.num_rows == 0
-    assert table.column_names == list(BRIEF_COLUMNS)
+    assert table.column_names == list(REQUIRED_COLUMNS)
     assert table.schema.field("ContractedCost").type == pa.decimal128(38, 18)
 
 

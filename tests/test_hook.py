@@ -62,10 +62,12 @@ def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch):
     return _use
 
 
-def raw_usage(sim: Any, account: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def raw_usage(
+    sim: Any, account: str, params: dict[str, str] | None = None, route: str = "billable-usage"
+) -> list[dict[str, Any]]:
     """What the simulator serves, fetched without the hook (the reference answer)."""
     response = requests.get(
-        f"{sim.url}/accounts/{account}/billing/usage/paygo",
+        f"{sim.url}/accounts/{account}/{route}",
         params=params,
         headers={"Authorization": f"Bearer {SIM_TOKEN}"},
         timeout=10,
@@ -213,38 +215,58 @@ def test_missing_connection_is_a_clear_error(monkeypatch):
 # -- path moves ----------------------------------------------------------------------------------
 
 
-def test_moved_path_falls_back_and_is_remembered(sim, cloudflare_conn, capsys):
-    sim.add_fault("path_moved")
+def test_one_request_per_call_on_the_documented_path(sim, cloudflare_conn):
     hook = CloudflareBillingHook()
-    first = hook.get_paygo_usage()
-    second = hook.get_paygo_usage()
+    hook.get_paygo_usage()
+    hook.get_billing_info()
+    CloudflareBillingHook().get_paygo_usage(from_="2025-10-14", to="2025-11-13")
+    assert [r["path"].split(STANDARD_ACCOUNT)[1] for r in sim.requests] == [
+        "/billable-usage",
+        "/billable-usage/info",
+        "/billable-usage",
+    ]
+
+
+@pytest.mark.parametrize("status", [404, 400])
+def test_moved_path_falls_back_and_is_remembered_by_the_process(sim, cloudflare_conn, capsys, status):
+    """'No route' is known by its codes (7000/7003), whether Cloudflare sends it with 404 or 400."""
+    sim.add_fault("path_moved", routes=["billable-usage"], status=status)
+    first = CloudflareBillingHook().get_paygo_usage()
+    second = CloudflareBillingHook().get_paygo_usage()  # a new hook, as every task builds: same process
     log = capsys.readouterr().out
 
-    paths = [r["path"] for r in sim.requests]
+    paths = [r["path"].split(STANDARD_ACCOUNT)[1] for r in sim.requests]
+    statuses = [r["status"] for r in sim.requests]
     sim.clear_faults()
-    assert first == second == raw_usage(sim, STANDARD_ACCOUNT)
-    assert paths[0].endswith("/billing/usage/paygo")
-    assert paths[1].endswith("/billable-usage")
-    assert paths[2].endswith("/billable-usage")  # remembered: no second try of the moved path
+    assert first == second == raw_usage(sim, STANDARD_ACCOUNT, route="paygo-usage")
+    assert paths == ["/billable-usage", "/paygo-usage", "/paygo-usage"]  # remembered: no second try
+    assert statuses == [status, 200, 200]
     assert log.count("endpoint moved") == 1
-    assert "/billing/usage/paygo answered 'no route'; using /accounts/{account_id}/billable-usage" in log
+    assert "/billable-usage answered 'no route'; using /accounts/{account_id}/paygo-usage" in log
 
 
-def test_configured_path_that_does_not_exist_falls_back_to_known_paths(sim, use_conn):
+def test_a_configured_path_is_used_as_given_without_guessing(sim, use_conn):
     hook = use_conn(usage_path="/accounts/{account_id}/usage-from-the-future")
-    records = hook.get_paygo_usage()
-    assert [r["path"].rsplit("/", 1)[-1] for r in sim.requests] == ["usage-from-the-future", "paygo"]
-    assert records == raw_usage(sim, STANDARD_ACCOUNT)
-
-
-def test_every_path_gone_is_an_actionable_error(sim, use_conn):
-    sim.add_fault("path_moved", also_interim=True, also_current=True)
-    hook = use_conn(usage_path="/accounts/{account_id}/billable-usage-v9")
     with pytest.raises(CloudflareRouteNotFoundError) as err:
         hook.get_paygo_usage()
+    assert [r["path"].rsplit("/", 1)[-1] for r in sim.requests] == ["usage-from-the-future"]
+    message = str(err.value)
+    assert "configured usage path" in message and "usage_path" in message
+
+
+def test_a_configured_older_path_is_used(sim, use_conn):
+    records = use_conn(usage_path="/accounts/{account_id}/billing/usage/paygo").get_paygo_usage()
+    assert [r["path"].split(STANDARD_ACCOUNT)[1] for r in sim.requests] == ["/billing/usage/paygo"]
+    assert records == raw_usage(sim, STANDARD_ACCOUNT, route="billing/usage/paygo")
+
+
+def test_every_path_gone_is_an_actionable_error(sim, cloudflare_conn):
+    sim.add_fault("path_moved", also_interim=True, also_current=True)
+    with pytest.raises(CloudflareRouteNotFoundError) as err:
+        CloudflareBillingHook().get_paygo_usage()
     message = str(err.value)
     assert "HTTP 404" in message and "usage_path" in message and STANDARD_ACCOUNT in message
-    assert sim.request_count() == 4  # the configured path and the three known ones, once each
+    assert sim.request_count() == 3  # the three known paths, once each
 
 
 def test_info_path_falls_back(sim, cloudflare_conn):
@@ -262,7 +284,7 @@ def test_wrong_token(sim, use_conn):
         use_conn(token="cfsim-this-token-does-not-exist").get_paygo_usage()
     message = str(err.value)
     assert "HTTP 403" in message and "10000" in message and "wrong or expired" in message
-    assert STANDARD_ACCOUNT in message and "/billing/usage/paygo" in message
+    assert STANDARD_ACCOUNT in message and "/billable-usage" in message
     assert sim.request_count() == 1  # not retried
 
 

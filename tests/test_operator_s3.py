@@ -131,7 +131,7 @@ def test_a_fault_mid_run_keeps_the_previous_object_in_s3(cloudflare: Any, s3: An
     land(conn_id)
     key = keys(client)[0]
     before = body(client, key)
-    cloudflare.add_fault("server_error", path="usage/paygo")
+    cloudflare.add_fault("server_error", path="billable-usage")
     with pytest.raises(CloudflareServerError):
         land(conn_id)
     assert keys(client) == [key] and body(client, key) == before

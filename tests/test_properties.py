@@ -1,6 +1,6 @@
 """Properties (hypothesis): records of any shape the API may send survive every file format, and money stays exact.
 
-"Any shape the API may send": the brief's 11 columns, always present and typed as documented; any subset of
+"Any shape the API may send": the 11 required columns, always present and typed as documented; any subset of
 the FOCUS 1.3 columns, nullable; and any number of unknown future columns, each of one JSON type (text,
 integer, decimal, boolean, list, object) plus nulls. Text is any Unicode (commas, quotes, newlines, NUL,
 emoji); costs are decimals with up to 15 significant digits and up to 18 decimal places, negative ones

@@ -73,7 +73,7 @@ EXPECTED_IN_TASK_LOG = {
     "land_file": [f"Landed 24 rows of account {STANDARD_ACCOUNT}"],
     "land_xcom": [f"Fetching Cloudflare usage of account {STANDARD_ACCOUNT}"],
     "server_error": ["Cloudflare call failed (attempt 1)", f"HTTP 502 for account {FOCUS_ACCOUNT}"],
-    # The brief's path answers "no route"; the fallback path answers success: false.
+    # The older path answers "no route"; the fallback path answers success: false.
     "success_false": [
         f"HTTP 200 for account {ANCHOR31_ACCOUNT} on /accounts/{ANCHOR31_ACCOUNT}/billable-usage",
         "success: false",
@@ -247,7 +247,7 @@ def test_written_files_and_the_simulator_never_hold_the_token(
     assert find(CANARY, out) == []
 
     sim_log = simulator.log_path.read_text(errors="replace")
-    assert f"/accounts/{STANDARD_ACCOUNT}/billing/usage/paygo" in sim_log  # verbose: one line per request
+    assert f"/accounts/{STANDARD_ACCOUNT}/billable-usage" in sim_log  # verbose: one line per request
     assert CANARY not in sim_log
     requests_log = simulator.requests_log()
     assert {r["auth"] for r in requests_log} == {"bearer"} and len(requests_log) >= len(EXPECTED_STATES)
@@ -314,7 +314,7 @@ def test_no_operator_path_leaks_the_token(
     everything = "\n".join(seen)
     assert STANDARD_ACCOUNT in everything  # the sources are live
     if any(r["status"] is not None for r in sim.requests):  # a reset connection gets no log line
-        assert f"/accounts/{STANDARD_ACCOUNT}/billing/usage/paygo" in captured.err
+        assert f"/accounts/{STANDARD_ACCOUNT}/billable-usage" in captured.err
     assert CANARY not in everything
 
 

@@ -13,6 +13,7 @@ import os
 import platform
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,17 +51,23 @@ DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRY_WAIT = 60.0
 
-# The brief's path first, then its successors, newest first (see docs: the endpoint has moved twice).
+# Cloudflare's documented path first, then the older ones it replaced, newest first: the endpoint has moved
+# twice, and an account may still be served on an older path only.
 USAGE_PATHS = (
-    "/accounts/{account_id}/billing/usage/paygo",
     "/accounts/{account_id}/billable-usage",
     "/accounts/{account_id}/paygo-usage",
+    "/accounts/{account_id}/billing/usage/paygo",
 )
 INFO_PATHS = (
     "/accounts/{account_id}/billable-usage/info",
     "/accounts/{account_id}/paygo-usage-info",
 )
 NO_ROUTE_CODES = frozenset({7000, 7003})
+
+# The path template that last answered, per (connection id, base URL, endpoint kind), for this process:
+# every task builds a new hook, and without this memory each would pay for the moved path again.
+_learned_paths: dict[tuple[str, str, str], str] = {}
+_learned_paths_lock = threading.Lock()
 AUTHENTICATION_CODES = frozenset({9106, 6003, 10000})
 PERMISSION_CODES = frozenset({9109})
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
@@ -79,8 +86,8 @@ class _ConnectionSettings:
     account_id: str | None
     timeout: float
     max_retry_wait: float
-    usage_path: str
-    info_path: str
+    usage_path: str | None  # None: not configured, the known paths are tried
+    info_path: str | None
     verify: bool | str
 
 
@@ -123,8 +130,6 @@ class CloudflareBillingHook(BaseHook):
         self._max_retry_wait = max_retry_wait
         # How messages name the connection; see test_connection for when it cannot be named.
         self._where = f"connection '{cloudflare_conn_id}'"
-        # Path template that answered last, per endpoint kind: tried first from then on.
-        self._resolved_paths: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(cloudflare_conn_id={self.cloudflare_conn_id!r})"
@@ -191,8 +196,8 @@ class CloudflareBillingHook(BaseHook):
                 DEFAULT_MAX_RETRY_WAIT,
                 allow_zero=True,
             ),
-            usage_path=_validate_path_template(extra.get("usage_path") or USAGE_PATHS[0], where, "usage_path"),
-            info_path=_validate_path_template(extra.get("info_path") or INFO_PATHS[0], where, "info_path"),
+            usage_path=_configured_path(extra.get("usage_path"), where, "usage_path"),
+            info_path=_configured_path(extra.get("info_path"), where, "info_path"),
             verify=_verify_setting(extra.get("verify"), where),
         )
 
@@ -226,7 +231,7 @@ class CloudflareBillingHook(BaseHook):
         to: Any = None,
     ) -> list[dict[str, Any]]:
         """
-        Return the account's billable usage records (``GET .../billing/usage/paygo``).
+        Return the account's billable usage records (``GET /accounts/{account_id}/billable-usage``).
 
         Without ``from_`` and ``to`` the API answers with the current billing period. With both, they
         are sent as UTC dates (``YYYY-MM-DD``); how the API reads ``to`` (inclusive or not) is the API's.
@@ -316,17 +321,23 @@ class CloudflareBillingHook(BaseHook):
             return self.account_id
         return validate_account_id(account_id, "the account_id argument")
 
-    def _path_candidates(self, kind: str) -> list[str]:
+    def _path_candidates(self, kind: str) -> tuple[list[str], tuple[str, str, str] | None]:
+        """The path templates to try, in order, and the memory key (None for a configured path)."""
         configured = self.settings.usage_path if kind == "usage" else self.settings.info_path
+        if configured is not None:
+            return [configured], None
+        key = (self.cloudflare_conn_id, self.settings.base_url, kind)
         known = USAGE_PATHS if kind == "usage" else INFO_PATHS
-        ordered = [self._resolved_paths.get(kind, configured), configured, *known]
-        return list(dict.fromkeys(ordered))
+        with _learned_paths_lock:
+            learned = _learned_paths.get(key, known[0])
+        return list(dict.fromkeys([learned, *known])), key
 
     def _get(self, kind: str, account_id: str, params: Mapping[str, str] | None, spool_dir: str | None = None) -> Any:
         """GET an endpoint, falling back to the next known path when one answers "no route"."""
+        candidates, key = self._path_candidates(kind)
         tried: list[str] = []
         last_error: CloudflareRouteNotFoundError | None = None
-        for template in self._path_candidates(kind):
+        for template in candidates:
             path = template.format(account_id=account_id)
             try:
                 result = self._request(path, account_id, params, spool_dir)
@@ -334,29 +345,34 @@ class CloudflareBillingHook(BaseHook):
                 tried.append(path)
                 last_error = exc
                 continue
-            if self._resolved_paths.get(kind) != template:
-                self._resolved_paths[kind] = template
-                if tried:
-                    self.log.warning(
-                        "Cloudflare %s endpoint moved: %s answered 'no route'; using %s for this hook's life.",
-                        kind,
-                        ", ".join(tried),
-                        template,
-                    )
-                else:
-                    self.log.info("Cloudflare %s endpoint: using %s", kind, template)
+            if tried and key is not None:
+                with _learned_paths_lock:
+                    _learned_paths[key] = template
+                self.log.warning(
+                    "Cloudflare %s endpoint moved: %s answered 'no route'; using %s in this process from now on.",
+                    kind,
+                    ", ".join(tried),
+                    template,
+                )
             return result
         assert last_error is not None
+        if key is None:
+            advice = (
+                f"The configured {kind} path answered 'no route'. Check the account id, and the connection extra "
+                f"'{kind}_path' against Cloudflare's API docs; remove the extra to use the documented path."
+            )
+        else:
+            advice = (
+                f"None of the known {kind} paths answered. Check the account id, then look up the current "
+                f"path in Cloudflare's API docs and set it in the connection extra '{kind}_path' "
+                "(with {account_id} in it)."
+            )
         raise CloudflareRouteNotFoundError(
             status=last_error.status,
             errors=last_error.errors,
             account_id=account_id,
             path=", ".join(tried),
-            advice=(
-                f"None of the known {kind} paths answered. Check the account id, then look up the current "
-                f"path in Cloudflare's API docs and set it in the connection extra '{kind}_path' "
-                "(with {account_id} in it)."
-            ),
+            advice=advice,
         )
 
     def _request(self, path: str, account_id: str, params: Mapping[str, str] | None, spool_dir: str | None) -> Any:
@@ -491,7 +507,7 @@ def _api_error(
             ),
             **common,
         )
-    if status == 404 and (codes & NO_ROUTE_CODES or not codes):
+    if codes & NO_ROUTE_CODES or (status == 404 and not codes):
         return CloudflareRouteNotFoundError(
             advice="No route: the path moved or the account id is not routable.", **common
         )
@@ -606,7 +622,10 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
-def _validate_path_template(template: Any, where: str, name: str) -> str:
+def _configured_path(template: Any, where: str, name: str) -> str | None:
+    """A ``usage_path``/``info_path`` extra: None when unset (the known paths are tried), else the template."""
+    if _is_unset(template):
+        return None
     if not isinstance(template, str) or not template.startswith("/") or "{account_id}" not in template:
         raise CloudflareBillingInputError(
             f"{where} extra '{name}' is {template!r}: it must be a path starting with '/' that contains "

@@ -3,8 +3,8 @@
 One module owns everything about how records become bytes, so every format agrees on:
 
 * **Column names**: the API's own (FOCUS) names, never renamed.
-* **Column order** (:func:`column_order`): the brief's 11 columns in the brief's order, then the known
-  FOCUS 1.3 columns that occur in the data (alphabetical), then any unknown columns that occur in the
+* **Column order** (:func:`column_order`): the 11 columns Cloudflare documents as required, in that order, then
+  the known FOCUS 1.3 columns that occur in the data (alphabetical), then any unknown columns that occur in the
   data, sorted by name. The order depends on the set of columns only, never on the order of the rows or
   of the keys inside a row, so the same data always gives the same bytes. Unknown columns are kept:
   dropping a column Cloudflare adds tomorrow would lose data silently.
@@ -46,8 +46,8 @@ from airflow_provider_cfbilling.exceptions import CloudflareResponseError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# The brief's 11 columns, in the brief's order (always present in a record).
-BRIEF_COLUMNS: tuple[str, ...] = (
+# The 11 columns Cloudflare documents as required, in its order (always present in a record).
+REQUIRED_COLUMNS: tuple[str, ...] = (
     "BillingCurrency",
     "BillingPeriodStart",
     "ChargePeriodEnd",
@@ -79,7 +79,7 @@ FOCUS_COLUMNS: tuple[str, ...] = (
     "ZoneId",
     "ZoneName",
 )
-KNOWN_COLUMNS: tuple[str, ...] = BRIEF_COLUMNS + FOCUS_COLUMNS
+KNOWN_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + FOCUS_COLUMNS
 
 TIMESTAMP_COLUMNS = frozenset({"BillingPeriodStart", "ChargePeriodStart", "ChargePeriodEnd"})
 DECIMAL_COLUMNS = frozenset(
@@ -125,12 +125,12 @@ def format_for_name(name: str) -> str | None:
 def column_order(records: Iterable[Record]) -> list[str]:
     """The columns of ``records`` in the stable order described in the module docstring.
 
-    The brief's 11 columns are always included, so an empty result still has a header and a schema.
+    The 11 required columns are always included, so an empty result still has a header and a schema.
     """
     seen: set[str] = set()
     for record in records:
         seen.update(record)
-    known = [c for c in KNOWN_COLUMNS if c in seen or c in BRIEF_COLUMNS]
+    known = [c for c in KNOWN_COLUMNS if c in seen or c in REQUIRED_COLUMNS]
     unknown = sorted(seen.difference(KNOWN_COLUMNS))
     return known + unknown
 
@@ -174,7 +174,7 @@ def to_utc_timestamp(value: Any, column: str = "value") -> dt.datetime | None:
 
 
 def check_records(records: Records, source: str) -> None:
-    """Check that every record carries the brief's 11 columns, non-null and of the API's documented types.
+    """Check that every record carries the 11 columns Cloudflare documents as required, non-null and typed.
 
     A record without its cost, currency, service or dates cannot be booked, and a number sent as a string
     changes the type of a whole column in the landed files (JSON Lines consumers would read text, sums would
@@ -188,7 +188,7 @@ def check_records(records: Records, source: str) -> None:
     """
     valid_stamps: set[str] = set()  # usage rows share a handful of date-times: parse each once
     for index, record in enumerate(records):
-        for column in BRIEF_COLUMNS:
+        for column in REQUIRED_COLUMNS:
             value = record.get(column, _MISSING)
             if column in TIMESTAMP_COLUMNS and value.__class__ is str and value in valid_stamps:
                 continue
@@ -202,15 +202,15 @@ def check_records(records: Records, source: str) -> None:
             )
             raise CloudflareResponseError(
                 f"Cloudflare sent {source} with a record (row {index + 1} of {len(records)}"
-                f"{': ' + where if where else ''}) whose {column} {problem}. The brief's 11 columns are mandatory "
-                f"and typed ({', '.join(BRIEF_COLUMNS)}): the API broke its contract, so nothing was written or "
-                "returned (a partial or retyped file would book a wrong cost). Retry later; if it persists, "
-                "report it with this message."
+                f"{': ' + where if where else ''}) whose {column} {problem}. Cloudflare documents these 11 "
+                f"columns as required and typed ({', '.join(REQUIRED_COLUMNS)}): the API broke its contract, "
+                "so nothing was written or returned (a partial or retyped file would book a wrong cost). "
+                "Retry later; if it persists, report it with this message."
             )
 
 
 def _contract_problem(column: str, value: Any) -> str | None:
-    """What is wrong with a brief column's value (phrased to follow "whose <column> "), or None."""
+    """What is wrong with a required column's value (phrased to follow "whose <column> "), or None."""
     if value is _MISSING:
         return "is missing"
     if value is None:
