@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import REPO_ROOT, connection_uri_json
-from engine import Engine
+from engine import Engine, wait_until
 
 from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingError,
@@ -183,6 +183,9 @@ def engine_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engin
             engine.start()
             states = engine.run_dag(DAG_ID, tasks=len(EXPECTED_STATES), timeout=150)
             assert states == EXPECTED_STATES, f"{states}\n{engine.diagnostics()}"
+            # A task's final state can reach the database before the task runner's supervisor has written the
+            # task's last log lines (it serves both on one loop; seen on a loaded machine): wait for the logs.
+            wait_until(engine, "every task's log to hold its expected lines", lambda: logs_complete(engine), 60)
             yield engine, simulator, out
         finally:
             engine.stop()
@@ -198,6 +201,11 @@ def task_logs(engine: Engine) -> dict[str, str]:
             task_id = next(part.split("=", 1)[1] for part in path.parts if part.startswith("task_id="))
             logs[task_id] = logs.get(task_id, "") + path.read_text(errors="replace")
     return logs
+
+
+def logs_complete(engine: Engine) -> bool:
+    logs = task_logs(engine)
+    return all(text in logs.get(task_id, "") for task_id, texts in EXPECTED_IN_TASK_LOG.items() for text in texts)
 
 
 @pytest.mark.e2e
