@@ -146,7 +146,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     byte-identical objects, so re-runs are idempotent. Every ``Asset`` in ``outlets`` gets the manifest as
     its event's extra; every ``AssetAlias`` gets an event for the written URI.
 
-    :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``.
+    :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``. (templated)
     :param account_id: The account (32 hex characters). Default: the connection's ``account_id`` extra.
         (templated)
     :param from_: Start of the window, inclusive: a date, an aware datetime (its UTC date) or an ISO 8601
@@ -178,6 +178,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "cloudflare_conn_id",
         "account_id",
         "from_",
         "to",
