@@ -4,15 +4,8 @@ The operator composes the hook (HTTP), ``utils.periods`` (billing periods), ``ut
 formats) and ``utils.reconcile`` (exact totals and reconciliation). It imports nothing heavy at module
 level: pyarrow and the fsspec backends load inside ``execute``, so DAG files stay cheap to parse.
 
-Window semantics (see the README, "Windows: what is fetched"):
-
-* no ``from_``/``to``/``billing_period_of``: the current billing period, exactly as the API defines it
-  (the request carries no window parameters);
-* ``from_`` and ``to``: the half-open window ``[from_, to)`` of UTC days, FOCUS-style. The API is asked for
-  ``from_..to`` and rows with ``from_ <= ChargePeriodStart < to`` are kept, which is right whether the API
-  reads ``to`` inclusively or not. A datetime bound means its UTC date, as in the hook;
-* ``billing_period_of``: the whole billing period containing that date, computed from the account's
-  billing-cycle anchor (``get_billing_info``), so every mapped account gets its own period.
+The window rules (what is asked of the API and which rows are kept) live in :class:`UsageWindow`;
+the user documentation explains them once, in docs/operator.md.
 """
 
 from __future__ import annotations
