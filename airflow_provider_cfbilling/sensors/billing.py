@@ -23,7 +23,6 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareResponseError,
     CloudflareRouteNotFoundError,
 )
-from airflow_provider_cfbilling.triggers.billing import CloudflareBillingPeriodTrigger
 from airflow_provider_cfbilling.utils.periods import (
     BillingPeriod,
     parse_instant,
@@ -217,6 +216,10 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
             if self.soft_fail or self.never_fail:
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
+        # Imported here, not at the top: the trigger module pulls in airflow.triggers.base, which a DAG file
+        # that only builds the sensor never needs (DAG-parse cost).
+        from airflow_provider_cfbilling.triggers.billing import CloudflareBillingPeriodTrigger
+
         self.defer(
             trigger=CloudflareBillingPeriodTrigger(
                 moment=min(wake_at, deadline), period=period, waiting_since=_iso(waiting_since)
