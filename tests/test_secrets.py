@@ -31,13 +31,14 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from conftest import REPO_ROOT, connection_uri_json
+from conftest import REPO_ROOT, airflow_env, connection_uri_json
 from engine import Engine, wait_until
 
 from airflow_provider_cfbilling.exceptions import (
@@ -532,3 +533,23 @@ def test_verify_false_turns_verification_off_deliberately(
 ) -> None:
     use_tls(monkeypatch, tls_proxy, verify="false")  # a string, as the connection form stores it
     assert len(run()) == 24
+
+
+# -- the masker --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored", ["{token}", " {token}\n"], ids=["as-is", "pasted-with-whitespace"])
+def test_hook_registers_the_token_with_airflows_masker(sim, stored):
+    """In a fresh process (the masker is process-wide: an earlier test must not have masked it already), reading
+    the connection registers the token the hook sends, whitespace stripped, so any later log line is masked."""
+    token = f"cfcanary-masker-{uuid.uuid4().hex}"
+    code = (
+        "from airflow.sdk._shared.secrets_masker import redact\n"
+        "from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook\n"
+        "CloudflareBillingHook().settings\n"
+        f"print(redact('token is {token} and Bearer {token}'))\n"
+    )
+    env = {**airflow_env(), "AIRFLOW_CONN_CLOUDFLARE_DEFAULT": connection_uri_json(sim.url, stored.format(token=token))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "token is *** and Bearer ***"

@@ -168,8 +168,8 @@ class CloudflareBillingHook(BaseHook):
         if conn.login:
             headers = {"X-Auth-Email": conn.login.strip(), "X-Auth-Key": secret}
         else:
+            # The masker replaces the token wherever it appears, so the header's value needs no mask of its own.
             headers = {"Authorization": f"Bearer {secret}"}
-            mask_secret(headers["Authorization"])
         headers["User-Agent"] = USER_AGENT
         headers["Accept"] = "application/json"
 
