@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import EXAMPLE_DAGS, airflow_env
 from test_formats import assert_jsonl_matches, assert_parquet_matches, in_window, served
@@ -25,8 +26,6 @@ from airflow_provider_cfbilling.testing.simulator import (
     FOCUS_ACCOUNT,
     STANDARD_ACCOUNT,
 )
-
-pq = pytest.importorskip("pyarrow.parquet")
 
 OPERATOR_EXAMPLES = sorted(
     p for p in EXAMPLE_DAGS.glob("example_cloudflare_*.py") if p.name != "example_cloudflare_usage_demo.py"
