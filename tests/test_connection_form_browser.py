@@ -172,12 +172,19 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def side_by_side(browser: Any, left: bytes, right: bytes) -> bytes:
     """One picture of the form's two panels, which the form never shows at once, laid out by the browser."""
-    tab = browser.new_page(viewport={"width": 1800, "height": 800})
+    (left_width, left_height), (right_width, right_height) = png_size(left), png_size(right)
+    gap = 8
+    tab = browser.new_page(
+        viewport={"width": left_width + right_width + 3 * gap, "height": max(left_height, right_height) + 2 * gap}
+    )
     images = "".join(
-        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" style="margin:8px;vertical-align:top">'
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" style="margin-left:{gap}px">'
         for png in (left, right)
     )
-    tab.set_content(f'<body style="margin:0;background:#e2e8f0;white-space:nowrap"><div id="both">{images}</div>')
+    tab.set_content(
+        f'<body style="margin:0;background:#e2e8f0"><div id="both" style="display:flex;align-items:flex-start;'
+        f'width:max-content;padding:{gap}px {gap}px {gap}px 0">{images}</div></body>'
+    )
     tab.wait_for_function("[...document.images].every(img => img.complete && img.naturalWidth > 0)")
     picture = bytes(tab.locator("#both").screenshot())
     tab.close()
