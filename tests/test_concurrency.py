@@ -23,7 +23,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -275,10 +274,8 @@ def test_a_task_process_killed_mid_write_leaves_the_previous_object_in_every_for
         path.write_bytes(previous[file_format])
     # One process per format, side by side (each about three seconds to start), all killed mid-write.
     processes = {f: start_killable_run(path.as_uri()) for f, path in destinations.items()}
-    started = time.monotonic()
     for process in processes.values():
         kill_when_writing(process)
-    assert time.monotonic() - started < 90
 
     for file_format, path in destinations.items():
         assert path.read_bytes() == previous[file_format]  # untouched
