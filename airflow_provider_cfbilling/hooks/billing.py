@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -239,7 +240,9 @@ class CloudflareBillingHook(BaseHook):
         :param account_id: The account; default: the connection's ``account_id`` extra.
         :param from_: Start of the window: a date, an aware datetime (its UTC date), or an ISO string.
         :param to: End of the window, same types as ``from_``. Give both or neither.
-        :return: One dict per record, keyed by the API's field names, exactly as the API sent them.
+        :return: One dict per record, keyed by the API's field names, exactly as the API sent them: JSON
+            integers as ``int``, other JSON numbers as :class:`~decimal.Decimal` read from the answer's text
+            (a cost keeps every digit; never a binary float).
         """
         account = self._account(account_id)
         result = self._get("usage", account, _window_params(from_, to))
@@ -457,7 +460,9 @@ class CloudflareBillingHook(BaseHook):
         """Turn one HTTP answer into the envelope's ``result``, or the matching exception."""
         envelope: Any = None
         try:
-            envelope = json.loads(body)
+            # Numbers with a fraction or exponent are read from the text as Decimal, never through a binary
+            # float: a cost keeps every digit Cloudflare sent.
+            envelope = json.loads(body, parse_float=Decimal)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or "success" not in envelope:
@@ -731,5 +736,7 @@ def _not_a_list_of_records(account_id: str, kind: str) -> CloudflareResponseErro
 
 def _describe_type(value: Any) -> str:
     """The JSON name of a parsed value's type (what the API sent, not Python's name for it)."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    names = {
+        dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", Decimal: "number"
+    }
     return "null" if value is None else names.get(type(value), type(value).__name__)

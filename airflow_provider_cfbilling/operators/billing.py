@@ -46,6 +46,7 @@ from airflow_provider_cfbilling.utils.formats import (
     format_for_name,
     to_utc_timestamp,
     write_records,
+    xcom_records,
 )
 from airflow_provider_cfbilling.utils.periods import parse_instant, period_containing, select_subscription
 from airflow_provider_cfbilling.utils.spool import FilteredRecords
@@ -134,7 +135,9 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     **Window**: give nothing (the current billing period), or ``from_`` and ``to`` (the half-open UTC-day
     window ``[from_, to)``), or ``billing_period_of`` (the whole billing period containing that date).
 
-    **XCom mode** (``destination=None``): returns the records exactly as the API sent them. A result
+    **XCom mode** (``destination=None``): returns the records as the API sent them, as plain JSON values:
+    costs and other non-integer numbers as floats (XCom carries no exact decimal; land a file for the API's
+    exact digits, which the manifest's totals also keep). Reconciliation runs on the exact values. A result
     larger than ``max_xcom_bytes`` fails with a pointer to ``destination`` or to the object-storage XCom
     backend.
 
@@ -251,9 +254,10 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             window, fetched = self._fetch_or_defer(account, bounds, deferrals, spool_dir=None)
             in_memory = list(fetched)  # already a list: XCom values live in memory anyway
             if self.reconcile:
-                self._reconcile(in_memory, window, account)
-            self._check_xcom_size(in_memory)
-            return in_memory
+                self._reconcile(in_memory, window, account)  # on the exact decimals, before they become floats
+            records = xcom_records(in_memory)
+            self._check_xcom_size(records)
+            return records
         # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
         with tempfile.TemporaryDirectory(prefix="cfbilling-usage-") as spool_dir:
@@ -284,7 +288,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check = self._reconcile(records, window, account) if self.reconcile else None
-        size, digest = write_atomically(records, path, target.file_format)
+        size, digest = write_atomically(records, path, target.file_format, f"The usage of account {account}")
         manifest = {
             "uri": _clean_uri(path),
             "format": target.file_format,
@@ -592,7 +596,9 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 # -- writing, atomically ---------------------------------------------------------------------------
 
 
-def write_atomically(records: Records, path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
+def write_atomically(
+    records: Records, path: ObjectStoragePath, file_format: str, source: str = "The records"
+) -> tuple[int, str]:
     """Write ``records`` to ``path`` so that readers see the old object or the new one, never a part.
 
     The file is written aside and verified first; then it is committed whole: ``os.replace`` of a
@@ -600,6 +606,7 @@ def write_atomically(records: Records, path: ObjectStoragePath, file_format: str
     PUT is atomic); elsewhere an upload to a temporary sibling and a rename. On any failure the temporary
     file is removed and the previous object is untouched.
 
+    :param source: what the records are, for a writer's error message (e.g. "The usage of account 023e...")
     :return: (bytes written, sha256 hex digest)
     """
     from fsspec.implementations.local import LocalFileSystem
@@ -612,7 +619,7 @@ def write_atomically(records: Records, path: ObjectStoragePath, file_format: str
         os.makedirs(os.path.dirname(target), exist_ok=True)
         staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
         try:
-            result = _stage(records, staged, file_format)
+            result = _stage(records, staged, file_format, source)
             os.replace(staged, target)
         finally:
             if os.path.exists(staged):
@@ -621,7 +628,7 @@ def write_atomically(records: Records, path: ObjectStoragePath, file_format: str
 
     with tempfile.TemporaryDirectory(prefix="cfbilling-") as workdir:
         local = os.path.join(workdir, "staged")
-        size, digest = _stage(records, local, file_format)
+        size, digest = _stage(records, local, file_format, source)
         if path.protocol in _SINGLE_PUT_PROTOCOLS:
             fs.put_file(local, path.path)
         else:
@@ -642,10 +649,10 @@ def write_atomically(records: Records, path: ObjectStoragePath, file_format: str
     return size, digest
 
 
-def _stage(records: Records, local_path: str, file_format: str) -> tuple[int, str]:
+def _stage(records: Records, local_path: str, file_format: str, source: str) -> tuple[int, str]:
     """Write the file to a local path, flush it to disk, and return (size, sha256) as read back."""
     with open(local_path, "wb") as handle:
-        write_records(records, handle, file_format)
+        write_records(records, handle, file_format, source)
         handle.flush()
         os.fsync(handle.fileno())
     digest = hashlib.sha256()
