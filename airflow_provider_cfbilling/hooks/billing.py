@@ -737,6 +737,12 @@ def _not_a_list_of_records(account_id: str, kind: str) -> CloudflareResponseErro
 def _describe_type(value: Any) -> str:
     """The JSON name of a parsed value's type (what the API sent, not Python's name for it)."""
     names = {
-        dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number", Decimal: "number"
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        Decimal: "number",
     }
     return "null" if value is None else names.get(type(value), type(value).__name__)

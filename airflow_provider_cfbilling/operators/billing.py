@@ -255,9 +255,9 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             in_memory = list(fetched)  # already a list: XCom values live in memory anyway
             if self.reconcile:
                 self._reconcile(in_memory, window, account)  # on the exact decimals, before they become floats
-            records = xcom_records(in_memory)
-            self._check_xcom_size(records)
-            return records
+            as_xcom = xcom_records(in_memory)
+            self._check_xcom_size(as_xcom)
+            return as_xcom
         # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
         with tempfile.TemporaryDirectory(prefix="cfbilling-usage-") as spool_dir:
