@@ -65,17 +65,20 @@ def test_an_anchor_on_the_31st_clamps_in_short_months_and_comes_back_in_long_one
 
 def test_an_anchor_on_29_february_is_the_28th_in_common_years() -> None:
     anchor = "2024-02-29T06:30:00Z"
-    assert str(period_start(anchor, 12)) == "2025-02-28 06:30:00+00:00"
-    assert str(period_start(anchor, 13)) == "2025-03-29 06:30:00+00:00"
-    assert str(period_start(anchor, 48)) == "2028-02-29 06:30:00+00:00"
+    assert str(period_start(anchor, 12)) == "2025-02-28 00:00:00+00:00"
+    assert str(period_start(anchor, 13)) == "2025-03-29 00:00:00+00:00"
+    assert str(period_start(anchor, 48)) == "2028-02-29 00:00:00+00:00"
 
 
-def test_periods_keep_the_anchors_time_of_day() -> None:
-    period = period_containing("2025-01-14T17:45:10Z", "2025-03-14T17:45:09Z")
-    assert str(period.start) == "2025-02-14 17:45:10+00:00"
-    assert str(period.end) == "2025-03-14 17:45:10+00:00"
-    assert pendulum.datetime(2025, 3, 14, 17, 45, 9, tz="UTC") in period
+def test_periods_run_on_whole_utc_days_whatever_the_anchors_time_of_day() -> None:
+    """An anchor is the moment of a first paid purchase; the rows' BillingPeriodStart is midnight UTC."""
+    period = period_containing("2024-03-17T13:45:12Z", "2025-02-17T08:00:00Z")
+    assert str(period.start) == "2025-02-17 00:00:00+00:00"
+    assert str(period.end) == "2025-03-17 00:00:00+00:00"
+    assert pendulum.datetime(2025, 2, 17, tz="UTC") in period  # before the anchor's time of day, same period
+    assert pendulum.datetime(2025, 3, 16, 23, 59, 59, tz="UTC") in period
     assert period.end not in period
+    assert period_containing("2024-03-17T13:45:12Z", "2025-02-16T23:59:59Z").end == period.start
 
 
 def test_periods_extend_before_the_anchor() -> None:
@@ -106,6 +109,17 @@ def test_the_period_containing_an_instant_is_one_of_the_anchors_periods(
 
 
 @given(anchor=anchors, instant=instants)
+def test_a_period_starts_at_midnight_utc_of_the_anchors_day_some_months_on(
+    anchor: dt.datetime, instant: dt.datetime
+) -> None:
+    period = period_containing(anchor, instant)
+    assert period.start.time() == period.end.time() == dt.time(0)
+    assert period.start == period_start(anchor.date().isoformat(), 0).add(
+        months=(period.start.year - anchor.year) * 12 + period.start.month - anchor.month
+    )
+
+
+@given(anchor=anchors, instant=instants)
 def test_periods_tile_time_without_gap_or_overlap(anchor: dt.datetime, instant: dt.datetime) -> None:
     period = period_containing(anchor, instant)
     following = period_containing(anchor, period.end)
@@ -119,7 +133,7 @@ def test_periods_tile_time_without_gap_or_overlap(anchor: dt.datetime, instant: 
 def test_month_end_anchors_clamp_to_the_last_day_and_return_to_their_day(anchor: pendulum.DateTime, n: int) -> None:
     start = period_start(anchor, n)
     assert start.day == min(anchor.day, start.days_in_month)
-    assert start.time() == anchor.time()
+    assert start.time() == dt.time(0)  # whole UTC days
     assert period_start(anchor, n + 1) > start
 
 

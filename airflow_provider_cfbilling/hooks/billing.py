@@ -37,6 +37,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingError,
     CloudflareBillingInputError,
     CloudflareConnectionError,
+    CloudflareNoBillingCycleError,
     CloudflarePermissionError,
     CloudflareRateLimitError,
     CloudflareResponseError,
@@ -44,6 +45,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareServerError,
     CloudflareTLSError,
 )
+from airflow_provider_cfbilling.utils.periods import BillingPeriod, billing_period_at, parse_instant
 from airflow_provider_cfbilling.utils.ratelimit import RateLimitBudget, RateLimitExhausted, budget_for_credential
 from airflow_provider_cfbilling.utils.spool import SpooledRecords, scan_envelope
 from airflow_provider_cfbilling.utils.validation import validate_account_id, validate_window
@@ -293,6 +295,36 @@ class CloudflareBillingHook(BaseHook):
                 f"{_describe_type(result)}, not an object with 'covered' and 'subscriptions'."
             )
         return result
+
+    def get_billing_period(self, account_id: str | None, at: Any, subscription_id: str | None = None) -> BillingPeriod:
+        """
+        Return the billing period of the account that contains the instant ``at``: one info call.
+
+        Periods are monthly, in UTC, on whole days: from midnight of the day of the subscription's
+        ``billing_cycle_anchor_timestamp`` (an anchor at ``2024-03-17T13:45:12Z`` gives periods starting on
+        the 17th at ``00:00:00Z``, as the usage rows' ``BillingPeriodStart``), anchors on the 29th to 31st
+        clamping to a short month's last day. See
+        :func:`~airflow_provider_cfbilling.utils.periods.billing_period_at` for the choice of subscription
+        and for cancelled subscriptions.
+
+        :param account_id: The account; None for the connection's ``account_id`` extra.
+        :param at: The instant to place: a date (midnight UTC), an aware datetime or an ISO 8601 string.
+        :param subscription_id: The subscription whose cycle defines the periods; default: the
+            earliest-anchored one active at ``at``.
+        :raises CloudflareNoBillingCycleError: the info answer says the account is not covered or lists no
+            subscription.
+        """
+        account = self._account(account_id)
+        moment = parse_instant(at, "at")  # checked before any request
+        info = self.get_billing_info(account)
+        if not info.get("covered") or not info.get("subscriptions"):
+            state = "is not covered (covered: false)" if not info.get("covered") else "lists no subscription"
+            raise CloudflareNoBillingCycleError(
+                f"Cloudflare's billing info for account {account} {state}: there is no billing-cycle anchor to "
+                f"place {moment.isoformat()} in a billing period. Check that the account is a self-serve (PayGo) "
+                "account whose token may read its billing; or fetch a window of dates (from_ and to) instead."
+            )
+        return billing_period_at(info, moment, subscription_id, account=account)
 
     def test_connection(self) -> tuple[bool, str]:
         """

@@ -48,7 +48,7 @@ from airflow_provider_cfbilling.utils.formats import (
     write_records,
     xcom_records,
 )
-from airflow_provider_cfbilling.utils.periods import parse_instant, period_containing, select_subscription
+from airflow_provider_cfbilling.utils.periods import parse_instant
 from airflow_provider_cfbilling.utils.spool import FilteredRecords
 from airflow_provider_cfbilling.utils.validation import validate_account_id
 
@@ -426,11 +426,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     def _period_containing(self, account: str, instant: dt.datetime) -> tuple[dt.date, dt.date]:
         """The billing period (UTC days, end exclusive) of ``account`` that contains ``instant``."""
-        info = self.hook.get_billing_info(account)
-        subscription = select_subscription(info, self.subscription_id, at=instant)
-        # Usage rows are whole UTC days: a period starts on its anchor's day, whatever the anchor's time.
-        anchor = parse_instant(subscription["billing_cycle_anchor_timestamp"], "anchor").start_of("day")
-        period = period_containing(anchor, instant)
+        period = self.hook.get_billing_period(account, instant, self.subscription_id)
         return period.start.date(), period.end.date()
 
     def _fetch(self, account: str, window: UsageWindow, spool_dir: str | None) -> Records:
