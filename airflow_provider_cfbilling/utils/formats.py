@@ -437,7 +437,7 @@ def _parquet_columns(records: Records, source: str) -> list[str]:
             problem = _parquet_misfit(column, record[column])
             if problem is not None:
                 raise CloudflareResponseError(
-                    f"{source}: row {index + 1} of {len(records)} has a {column} that {problem}. Nothing was "
+                    f"{source}: in row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
                     "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
                     ".jsonl destination) instead of Parquet."
                 )
