@@ -12,6 +12,7 @@ The oracle is the simulator's raw answer with every number kept as its literal t
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import json
 from decimal import Decimal
@@ -64,7 +65,8 @@ def run(**kwargs: Any) -> Any:
 
 
 def exact_sum(records: list[dict[str, Any]], column: str) -> Decimal:
-    return sum((Decimal(r[column]) for r in records), Decimal(0))
+    with decimal.localcontext(prec=100):  # the default 28 digits would round long costs
+        return sum((Decimal(r[column]) for r in records), Decimal(0))
 
 
 # -- what a DAG author sees -------------------------------------------------------------------------------
