@@ -280,7 +280,7 @@ def test_valid_but_unusual_answers_feed_the_hook_the_operator_and_the_sensor(sim
     landed = [json.loads(line, parse_float=Decimal) for line in target.read_text().splitlines()]
     assert landed == [{c: r[c] for c in column_order(served) if c in r} for r in served]
     with decimal.localcontext(prec=100):  # 38-digit costs: the default 28 digits would round the sum
-        assert Decimal(manifest["totals"]["by_currency"]["USD"]) == sum((r["ContractedCost"] for r in served))
+        assert Decimal(manifest["totals"]["by_currency"]["USD"]) == sum(r["ContractedCost"] for r in served)
     assert manifest["reconciliation"]["ok"] is True
     as_xcom = run_operator()
     assert [r["ContractedCost"] for r in as_xcom] == [float(r["ContractedCost"]) for r in served]
