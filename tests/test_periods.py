@@ -6,12 +6,13 @@ import datetime as dt
 
 import pendulum
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingInputError, CloudflareResponseError
 from airflow_provider_cfbilling.utils.periods import (
     BillingPeriod,
+    billing_period_at,
     parse_instant,
     period_containing,
     period_start,
@@ -89,6 +90,7 @@ def test_periods_extend_before_the_anchor() -> None:
 # -- properties ---------------------------------------------------------------------------------------
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_an_instant_lies_in_the_period_containing_it(anchor: dt.datetime, instant: dt.datetime) -> None:
     period = period_containing(anchor, instant)
@@ -96,6 +98,7 @@ def test_an_instant_lies_in_the_period_containing_it(anchor: dt.datetime, instan
     assert instant in period
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_the_period_containing_an_instant_is_one_of_the_anchors_periods(
     anchor: dt.datetime, instant: dt.datetime
@@ -108,6 +111,7 @@ def test_the_period_containing_an_instant_is_one_of_the_anchors_periods(
     assert all(instant not in other for other in neighbours)
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_a_period_starts_at_midnight_utc_of_the_anchors_day_some_months_on(
     anchor: dt.datetime, instant: dt.datetime
@@ -119,6 +123,7 @@ def test_a_period_starts_at_midnight_utc_of_the_anchors_day_some_months_on(
     )
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_periods_tile_time_without_gap_or_overlap(anchor: dt.datetime, instant: dt.datetime) -> None:
     period = period_containing(anchor, instant)
@@ -129,6 +134,7 @@ def test_periods_tile_time_without_gap_or_overlap(anchor: dt.datetime, instant: 
     assert dt.timedelta(days=28) <= period.end - period.start <= dt.timedelta(days=31)
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=month_end_anchors, n=st.integers(-240, 240))
 def test_month_end_anchors_clamp_to_the_last_day_and_return_to_their_day(anchor: pendulum.DateTime, n: int) -> None:
     start = period_start(anchor, n)
@@ -137,6 +143,7 @@ def test_month_end_anchors_clamp_to_the_last_day_and_return_to_their_day(anchor:
     assert period_start(anchor, n + 1) > start
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_any_representation_of_the_anchor_gives_the_same_periods(anchor: dt.datetime, instant: dt.datetime) -> None:
     expected = period_containing(anchor, instant)
@@ -222,3 +229,44 @@ def test_an_explicit_subscription_id_wins_and_an_unknown_one_is_refused() -> Non
 def test_info_without_a_usable_anchor_is_a_response_error(info: dict) -> None:
     with pytest.raises(CloudflareResponseError):
         select_subscription(info)
+
+
+# -- placing an instant with the billing info --------------------------------------------------------------------
+
+CANCELLED = {
+    "covered": True,
+    "subscriptions": [
+        {
+            "id": "sub-cancelled",
+            "billing_cycle_anchor_timestamp": "2024-03-17T13:45:12Z",
+            "start_timestamp": "2024-03-17T13:45:12Z",
+            "end_timestamp": "2025-02-20T10:00:00Z",
+        }
+    ],
+}
+
+
+def test_billing_period_at_runs_on_whole_days_and_names_its_subscription() -> None:
+    period = billing_period_at(CANCELLED, "2025-01-17T05:00:00Z")
+    assert period == BillingPeriod(
+        pendulum.datetime(2025, 1, 17, tz="UTC"),
+        pendulum.datetime(2025, 2, 17, tz="UTC"),
+        pendulum.datetime(2024, 3, 17, 13, 45, 12, tz="UTC"),
+        "sub-cancelled",
+    )
+
+
+def test_a_cancelled_subscriptions_last_period_is_whole_and_later_ones_are_refused() -> None:
+    last = billing_period_at(CANCELLED, "2025-03-16T23:59:59Z")  # after the cancellation, same period
+    assert (last.start, last.end) == (
+        pendulum.datetime(2025, 2, 17, tz="UTC"),
+        pendulum.datetime(2025, 3, 17, tz="UTC"),
+    )
+    with pytest.raises(CloudflareBillingInputError, match=r"'sub-cancelled' of account 023e.*cancelled at 2025-02-20"):
+        billing_period_at(CANCELLED, "2025-03-17", account="023e105f4ecef8ad9ca31a8372d0c353")
+
+
+def test_an_anchor_the_api_garbled_is_the_apis_fault() -> None:
+    info = {"covered": True, "subscriptions": [{"id": "s", "billing_cycle_anchor_timestamp": "2024-03-17T13:45:12"}]}
+    with pytest.raises(CloudflareResponseError, match="billing_cycle_anchor_timestamp='2024-03-17T13:45:12'"):
+        billing_period_at(info, "2025-01-01")

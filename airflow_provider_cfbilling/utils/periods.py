@@ -110,6 +110,7 @@ def select_subscription(
     subscription_id: str | None = None,
     *,
     at: Any = None,
+    account: str = "the account",
 ) -> dict[str, Any]:
     """Pick the subscription whose billing cycle defines the periods.
 
@@ -122,6 +123,7 @@ def select_subscription(
     :param info: the answer of the info endpoint: ``{"covered": bool, "subscriptions": [...]}``
     :param subscription_id: the subscription to use, or None for the rule above
     :param at: the instant the subscription should be active at (anything :func:`parse_instant` reads)
+    :param account: the account, for messages
     """
     subscriptions = info.get("subscriptions") if isinstance(info, dict) else None
     if not isinstance(subscriptions, list) or not subscriptions:
@@ -134,6 +136,9 @@ def select_subscription(
             raise CloudflareResponseError(
                 f"A subscription in the billing info has no billing_cycle_anchor_timestamp: {subscription!r}."
             )
+        for field in ("billing_cycle_anchor_timestamp", "start_timestamp", "end_timestamp"):
+            if subscription.get(field) is not None:
+                _api_instant(subscription[field], field, account)
     if subscription_id is not None:
         for subscription in subscriptions:
             if subscription.get("id") == subscription_id:
@@ -188,7 +193,7 @@ def billing_period_at(
     :raises CloudflareResponseError: an info answer without a usable anchor
     """
     moment = parse_instant(at, "at")
-    subscription = select_subscription(info, subscription_id, at=moment)
+    subscription = select_subscription(info, subscription_id, at=moment, account=account)
     anchor = _api_instant(subscription["billing_cycle_anchor_timestamp"], "billing_cycle_anchor_timestamp", account)
     period = period_containing(anchor, moment)
     ended = subscription.get("end_timestamp")
