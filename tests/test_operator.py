@@ -381,7 +381,7 @@ def test_a_failure_while_writing_keeps_the_previous_object(
 ) -> None:
     uri, path, before = landed
 
-    def half_then_fail(records: Any, fileobj: Any, file_format: str, source: str) -> None:
+    def half_then_fail(records: Any, fileobj: Any, file_format: str) -> None:
         fileobj.write(b"PAR1 half a file")
         raise OSError("disk full")
 
@@ -419,7 +419,7 @@ def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
         from airflow.sdk import ObjectStoragePath
         from airflow_provider_cfbilling.operators import billing
 
-        def slow_writer(records, fileobj, file_format, source):
+        def slow_writer(records, fileobj, file_format):
             fileobj.write(b'{{"partial": ')
             fileobj.flush()
             print("writing", flush=True)

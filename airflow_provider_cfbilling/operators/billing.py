@@ -288,7 +288,10 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check = self._reconcile(records, window, account) if self.reconcile else None
-        size, digest = write_atomically(records, path, target.file_format, f"The usage of account {account}")
+        try:
+            size, digest = write_atomically(records, path, target.file_format)
+        except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
+            raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
         manifest = {
             "uri": _clean_uri(path),
             "format": target.file_format,
@@ -592,9 +595,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 # -- writing, atomically ---------------------------------------------------------------------------
 
 
-def write_atomically(
-    records: Records, path: ObjectStoragePath, file_format: str, source: str = "The records"
-) -> tuple[int, str]:
+def write_atomically(records: Records, path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
     """Write ``records`` to ``path`` so that readers see the old object or the new one, never a part.
 
     The file is written aside and verified first; then it is committed whole: ``os.replace`` of a
@@ -602,7 +603,6 @@ def write_atomically(
     PUT is atomic); elsewhere an upload to a temporary sibling and a rename. On any failure the temporary
     file is removed and the previous object is untouched.
 
-    :param source: what the records are, for a writer's error message (e.g. "The usage of account 023e...")
     :return: (bytes written, sha256 hex digest)
     """
     from fsspec.implementations.local import LocalFileSystem
@@ -615,7 +615,7 @@ def write_atomically(
         os.makedirs(os.path.dirname(target), exist_ok=True)
         staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
         try:
-            result = _stage(records, staged, file_format, source)
+            result = _stage(records, staged, file_format)
             os.replace(staged, target)
         finally:
             if os.path.exists(staged):
@@ -624,7 +624,7 @@ def write_atomically(
 
     with tempfile.TemporaryDirectory(prefix="cfbilling-") as workdir:
         local = os.path.join(workdir, "staged")
-        size, digest = _stage(records, local, file_format, source)
+        size, digest = _stage(records, local, file_format)
         if path.protocol in _SINGLE_PUT_PROTOCOLS:
             fs.put_file(local, path.path)
         else:
@@ -645,10 +645,10 @@ def write_atomically(
     return size, digest
 
 
-def _stage(records: Records, local_path: str, file_format: str, source: str) -> tuple[int, str]:
+def _stage(records: Records, local_path: str, file_format: str) -> tuple[int, str]:
     """Write the file to a local path, flush it to disk, and return (size, sha256) as read back."""
     with open(local_path, "wb") as handle:
-        write_records(records, handle, file_format, source)
+        write_records(records, handle, file_format)
         handle.flush()
         os.fsync(handle.fileno())
     digest = hashlib.sha256()

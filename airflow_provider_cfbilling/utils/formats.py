@@ -319,15 +319,9 @@ def text_value(value: Any) -> str | None:
 # -- writers: each streams records to a binary file object ----------------------------------------
 
 
-def write_records(records: Records, fileobj: IO[bytes], file_format: str, source: str = "The records") -> None:
-    """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`).
-
-    :param source: what the records are, for an error message (e.g. "The usage of account 023e...")
-    """
-    if file_format == "parquet":
-        write_parquet(records, fileobj, source)
-        return
-    writers = {"jsonl": write_jsonl, "json": write_json, "csv": write_csv}
+def write_records(records: Records, fileobj: IO[bytes], file_format: str) -> None:
+    """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`)."""
+    writers = {"jsonl": write_jsonl, "json": write_json, "csv": write_csv, "parquet": write_parquet}
     try:
         writer = writers[file_format]
     except KeyError:
@@ -423,7 +417,7 @@ def _parquet_misfit(column: str, value: Any) -> str | None:
     )
 
 
-def _parquet_columns(records: Records, source: str) -> list[str]:
+def _parquet_columns(records: Records) -> list[str]:
     """:func:`column_order`, in the same pass checking that every number fits its Parquet column exactly.
 
     Done before the Parquet writer opens, so a value that does not fit fails the write before a byte of
@@ -437,7 +431,7 @@ def _parquet_columns(records: Records, source: str) -> list[str]:
             problem = _parquet_misfit(column, record[column])
             if problem is not None:
                 raise CloudflareResponseError(
-                    f"{source}: in row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
+                    f"In row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
                     "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
                     ".jsonl destination) instead of Parquet."
                 )
@@ -463,15 +457,16 @@ def _parquet_column(column: str, values: Iterator[Any]) -> list[Any]:
     return [text_value(v) for v in values]
 
 
-def write_parquet(records: Records, fileobj: IO[bytes], source: str = "The records") -> None:
+def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
     """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records.
 
-    :param source: what the records are, for the error raised (before writing) when a number does not fit
+    A number that its column cannot hold exactly raises :class:`CloudflareResponseError` before the
+    Parquet writer opens.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = _parquet_columns(records, source)
+    columns = _parquet_columns(records)
     schema = parquet_schema(columns)
     rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
     with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
