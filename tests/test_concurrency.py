@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT, airflow_env, connection_uri_json
 from test_operator_s3 import BUCKET, body, keys, s3, s3_endpoint  # noqa: F401 (fixtures)
@@ -36,8 +37,6 @@ from airflow_provider_cfbilling.operators import billing as operator_module
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import FOCUS_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils.formats import FILE_FORMATS, write_records
-
-pq = pytest.importorskip("pyarrow.parquet")
 
 
 def run(**kwargs: Any) -> Any:

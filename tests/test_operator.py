@@ -612,15 +612,6 @@ def test_rate_limit_while_resolving_the_period_defers_too(sim: Any, use_conn: An
         run(billing_period_of="2025-10-01", deferrable=True)
 
 
-def test_deferrable_defaults_to_the_airflow_setting() -> None:
-    import inspect
-
-    default = inspect.signature(CloudflarePaygoUsageOperator.__init__).parameters["deferrable"].default
-    from airflow.configuration import conf
-
-    assert default is conf.getboolean("operators", "default_deferrable", fallback=False)
-
-
 def test_deferral_through_a_real_dag_run(
     sim: Any, use_conn: Any, dag_runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

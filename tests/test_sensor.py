@@ -479,7 +479,7 @@ def test_api_errors_propagate_with_the_account(sim: Any, monkeypatch: pytest.Mon
 
 def test_the_sensor_is_cheap_to_build_and_its_xcom_is_plain_json(sim: Any, cloudflare_conn: str) -> None:
     sensor = CloudflareBillingPeriodSensor(task_id="wait", target="2025-11-20", mode="poke")
-    assert sensor.template_fields == ("account_id", "target", "subscription_id")
+    assert sensor.template_fields == ("cloudflare_conn_id", "account_id", "target", "subscription_id")
     assert sim.requests == []  # building it (every DAG parse) asks nothing
     sim.set_today(dt.date(2025, 12, 20))
     assert json.loads(json.dumps(sensor.execute({}))) == NOVEMBER

@@ -143,6 +143,11 @@ class CloudflareBillingHook(BaseHook):
     def settings(self) -> _ConnectionSettings:
         """The connection's settings, validated; credentials are registered with Airflow's masker."""
         where = self._where
+        if not isinstance(self.cloudflare_conn_id, str) or not self.cloudflare_conn_id.strip():
+            raise CloudflareBillingInputError(
+                f"cloudflare_conn_id={self.cloudflare_conn_id!r} is blank (did a template render to nothing?): "
+                "pass the id of a connection of type 'cloudflare', or leave it unset for 'cloudflare_default'."
+            )
         try:
             conn = self.get_connection(self.cloudflare_conn_id)
         except AirflowNotFoundException:
@@ -166,8 +171,8 @@ class CloudflareBillingHook(BaseHook):
         if conn.login:
             headers = {"X-Auth-Email": conn.login.strip(), "X-Auth-Key": secret}
         else:
+            # The masker replaces the token wherever it appears, so the header's value needs no mask of its own.
             headers = {"Authorization": f"Bearer {secret}"}
-            mask_secret(headers["Authorization"])
         headers["User-Agent"] = USER_AGENT
         headers["Accept"] = "application/json"
 

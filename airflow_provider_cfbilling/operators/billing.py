@@ -4,15 +4,8 @@ The operator composes the hook (HTTP), ``utils.periods`` (billing periods), ``ut
 formats) and ``utils.reconcile`` (exact totals and reconciliation). It imports nothing heavy at module
 level: pyarrow and the fsspec backends load inside ``execute``, so DAG files stay cheap to parse.
 
-Window semantics (see the README, "Windows: what is fetched"):
-
-* no ``from_``/``to``/``billing_period_of``: the current billing period, exactly as the API defines it
-  (the request carries no window parameters);
-* ``from_`` and ``to``: the half-open window ``[from_, to)`` of UTC days, FOCUS-style. The API is asked for
-  ``from_..to`` and rows with ``from_ <= ChargePeriodStart < to`` are kept, which is right whether the API
-  reads ``to`` inclusively or not. A datetime bound means its UTC date, as in the hook;
-* ``billing_period_of``: the whole billing period containing that date, computed from the account's
-  billing-cycle anchor (``get_billing_info``), so every mapped account gets its own period.
+The window rules (what is asked of the API and which rows are kept) live in :class:`UsageWindow`;
+the user documentation explains them once, in docs/operator.md.
 """
 
 from __future__ import annotations
@@ -149,7 +142,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     byte-identical objects, so re-runs are idempotent. Every ``Asset`` in ``outlets`` gets the manifest as
     its event's extra; every ``AssetAlias`` gets an event for the written URI.
 
-    :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``.
+    :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``. (templated)
     :param account_id: The account (32 hex characters). Default: the connection's ``account_id`` extra.
         (templated)
     :param from_: Start of the window, inclusive: a date, an aware datetime (its UTC date) or an ISO 8601
@@ -181,6 +174,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "cloudflare_conn_id",
         "account_id",
         "from_",
         "to",

@@ -24,7 +24,6 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareResponseError,
     CloudflareRouteNotFoundError,
 )
-from airflow_provider_cfbilling.triggers.billing import CloudflareBillingPeriodTrigger
 from airflow_provider_cfbilling.utils.periods import (
     BillingPeriod,
     parse_instant,
@@ -84,7 +83,7 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
     ISO 8601 UTC (``2025-11-14T00:00:00Z``), ``end`` exclusive, ``source`` ``"info"`` or ``"probe"``.
     Downstream: ``from_="{{ ti.xcom_pull(task_ids='wait')['start'] }}"``.
 
-    :param cloudflare_conn_id: The Cloudflare connection (API token with Billing Read).
+    :param cloudflare_conn_id: The Cloudflare connection (API token with Billing Read). Templated.
     :param account_id: The account; default: the connection's ``account_id`` extra. Templated.
     :param target: An instant inside the period to wait for: a date, an aware datetime or an ISO 8601
         string. Default: the run's data interval start, else its logical date, else its ``run_after``.
@@ -102,7 +101,7 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
         (``mode``, ``timeout``, ``soft_fail``, ...) work as for any sensor.
     """
 
-    template_fields: Sequence[str] = ("account_id", "target", "subscription_id")
+    template_fields: Sequence[str] = ("cloudflare_conn_id", "account_id", "target", "subscription_id")
     ui_color = "#f6821f"
 
     # The rendered, validated inputs (set by _read_inputs before any request).
@@ -220,6 +219,10 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
             if self.soft_fail or self.never_fail:
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
+        # Imported here, not at the top: the trigger module pulls in airflow.triggers.base, which a DAG file
+        # that only builds the sensor never needs (DAG-parse cost).
+        from airflow_provider_cfbilling.triggers.billing import CloudflareBillingPeriodTrigger
+
         self.defer(
             trigger=CloudflareBillingPeriodTrigger(
                 moment=min(wake_at, deadline), period=period, waiting_since=_iso(waiting_since)
