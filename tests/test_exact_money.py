@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -31,9 +32,6 @@ from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, SIM_TOKE
 from airflow_provider_cfbilling.utils import formats
 from airflow_provider_cfbilling.utils.formats import write_records, xcom_records
 from airflow_provider_cfbilling.utils.spool import SpooledRecords
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
 
 MONEY = ("ContractedCost", "CumulatedContractedCost", "BilledCost", "EffectiveCost", "ListCost")
 
