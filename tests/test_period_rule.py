@@ -77,7 +77,7 @@ def api(sim: Any, cloudflare_conn: str) -> Any:
 def test_the_hook_places_the_period_the_apis_rows_carry(
     api: Any, account: str, target: str, start: str, end: str
 ) -> None:
-    period = CloudflareBillingHook().get_billing_period(account, target)
+    period = CloudflareBillingHook().get_billing_period(account, at=target)
 
     assert (period.start, period.end) == (pendulum.parse(midnight(start)), pendulum.parse(midnight(end)))
     subscription = ACCOUNTS[account].subscriptions[0]
@@ -140,7 +140,7 @@ def test_the_sensor_waits_for_the_same_period_in_every_mode(
         "end": midnight(end),
         "source": "info",
     }
-    hook_period = CloudflareBillingHook().get_billing_period(account, target)
+    hook_period = CloudflareBillingHook().get_billing_period(account, at=target)
     operator_window = CloudflarePaygoUsageOperator(task_id="u", account_id=account, billing_period_of=target)
     operator_window.execute({})
     usage = [r for r in api.requests if "info" not in r["path"]]
@@ -160,7 +160,7 @@ def test_a_period_after_a_cancellation_is_refused_by_hook_operator_and_sensor(ap
     expected = r"cancelled at 2025-02-20T10:00:00Z: its last billing period is 2025-02-17T00:00:00Z to 2025-03-17"
 
     with pytest.raises(CloudflareBillingInputError, match=expected):
-        CloudflareBillingHook().get_billing_period(CANCELLED_ACCOUNT, "2025-03-17")
+        CloudflareBillingHook().get_billing_period(CANCELLED_ACCOUNT, at="2025-03-17")
     with pytest.raises(CloudflareBillingInputError, match=expected):
         CloudflarePaygoUsageOperator(
             task_id="usage", account_id=CANCELLED_ACCOUNT, billing_period_of="2025-04-01"

@@ -301,7 +301,9 @@ class CloudflareBillingHook(BaseHook):
             )
         return result
 
-    def get_billing_period(self, account_id: str | None, at: Any, subscription_id: str | None = None) -> BillingPeriod:
+    def get_billing_period(
+        self, account_id: str | None = None, *, at: Any, subscription_id: str | None = None
+    ) -> BillingPeriod:
         """
         Return the billing period of the account that contains the instant ``at``: one info call.
 

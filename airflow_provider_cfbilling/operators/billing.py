@@ -423,7 +423,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     def _period_containing(self, account: str, instant: dt.datetime) -> tuple[dt.date, dt.date]:
         """The billing period (UTC days, end exclusive) of ``account`` that contains ``instant``."""
-        period = self.hook.get_billing_period(account, instant, self.subscription_id)
+        period = self.hook.get_billing_period(account, at=instant, subscription_id=self.subscription_id)
         return period.start.date(), period.end.date()
 
     def _fetch(self, account: str, window: UsageWindow, spool_dir: str | None) -> Records:

@@ -256,7 +256,7 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
     def _find_period(self) -> dict[str, Any] | None:
         """Place the target in its billing period: from the info endpoint, else from the probe."""
         try:
-            period = self.hook.get_billing_period(self._account, self._target, self.subscription_id)
+            period = self.hook.get_billing_period(self._account, at=self._target, subscription_id=self.subscription_id)
         except CloudflareRouteNotFoundError as exc:
             reason = f"the info endpoint is unavailable (HTTP {exc.status} on {exc.path})"
         except CloudflareNoBillingCycleError as exc:
