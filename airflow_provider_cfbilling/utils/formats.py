@@ -86,6 +86,9 @@ DECIMAL_COLUMNS = frozenset(
     {"ConsumedQuantity", "ContractedCost", "CumulatedContractedCost", "BilledCost", "EffectiveCost", "ListCost"}
 )
 INTEGER_COLUMNS = frozenset({"PricingQuantity", "CumulatedPricingQuantity"})
+# How a column is typed (Parquet schema, parsing): by the sets above for the API's own columns, or as a record
+# source declares it in ``column_types`` (a FOCUS dataset, see utils.focus).
+TIMESTAMP_KIND, DECIMAL_KIND, INTEGER_KIND, STRING_KIND = "timestamp", "decimal", "integer", "string"
 _STRING_COLUMNS = frozenset({"BillingCurrency", "ConsumedUnit", "ServiceName"})
 _MISSING = object()
 # Unicode line breaks json.dumps leaves raw (it escapes the ASCII ones): escaped in JSON text, see json_text.
@@ -105,7 +108,9 @@ class Records(Protocol):
     """What the checks and writers need of their records: several passes, and a count.
 
     A list is one; so is a spooled answer parsed afresh at each pass (``utils.spool``), which is why the
-    writers never index or slice.
+    writers never index or slice. A source whose columns are fixed by a standard rather than by the data (a
+    FOCUS dataset, ``utils.focus.FocusRecords``) also has ``column_types``: its columns in order, each with
+    its kind (``TIMESTAMP_KIND`` ...); the writers then write exactly those columns, typed so.
     """
 
     def __iter__(self) -> Iterator[dict[str, Any]]: ...
@@ -125,8 +130,12 @@ def format_for_name(name: str) -> str | None:
 def column_order(records: Iterable[Record]) -> list[str]:
     """The columns of ``records`` in the stable order described in the module docstring.
 
-    The 11 required columns are always included, so an empty result still has a header and a schema.
+    The 11 required columns are always included, so an empty result still has a header and a schema. A source
+    that declares ``column_types`` (see :class:`Records`) gets its declared columns instead.
     """
+    declared = getattr(records, "column_types", None)
+    if declared is not None:
+        return list(declared)
     seen: set[str] = set()
     for record in records:
         seen.update(record)
@@ -141,6 +150,10 @@ def to_decimal(value: Any, column: str = "value") -> Decimal | None:
         return None
     if isinstance(value, bool):
         raise CloudflareResponseError(f"Column {column} holds a boolean ({value!r}), not a number.")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise CloudflareResponseError(f"Column {column} holds a non-finite number ({value!r}).")
+        return value
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
@@ -231,21 +244,27 @@ def _contract_problem(column: str, value: Any) -> str | None:
             f"holds the string {value!r} where the API sends a JSON number: the column's type changed, and "
             "landing it would turn a cost or quantity column into text"
         )
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return f"holds {value!r}, not a number"
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, (float, Decimal)) and not _is_finite(value):
         return f"holds {value!r}, not a finite number"
-    if column in INTEGER_COLUMNS and isinstance(value, float) and not value.is_integer():
+    if column in INTEGER_COLUMNS and isinstance(value, (float, Decimal)) and value != int(value):
         return f"holds {value!r}, not an integer"
     return None
 
 
-def json_text(value: Any) -> str:
-    """Compact JSON text of a parsed JSON value; numbers keep the API's plain decimal form.
+def _is_finite(value: float | Decimal) -> bool:
+    return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
 
-    Python's ``json`` writes ``5e-06`` for the literal ``0.000005``: the same number, other text. Here a
-    float is written as the plain decimal of its shortest repr (``0.000005``, ``3.0``), which is the API's
-    literal whenever the API writes plain decimals, and always reads back as the very same float.
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed JSON value; numbers keep the API's digits, in plain decimal form.
+
+    A :class:`~decimal.Decimal` (what the hook reads a JSON number with a fraction or exponent as) is
+    written with exactly its digits, in plain form (``0.123456789012345678``, ``3.0``, ``0.0000001``
+    for ``1e-7``), so it is the API's literal whenever the API writes plain decimals and always the
+    API's exact value. A float (records built by hand) is written as the plain decimal of its shortest
+    repr, which reads back as the very same float; Python's ``json`` would write ``5e-06``.
 
     Text is UTF-8 as it is, except the three characters some line readers take for a line break (U+0085,
     U+2028, U+2029; ``json`` already escapes the ASCII controls): they are escaped, so that one JSON Lines
@@ -257,11 +276,11 @@ def json_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if isinstance(value, (float, Decimal)):
+        if not _is_finite(value):
             raise CloudflareResponseError(f"A record holds a non-finite number ({value!r}).")
-        text = format(Decimal(repr(value)), "f")
-        return text if "." in text else text + ".0"  # keep it a float literal
+        text = format(value if isinstance(value, Decimal) else Decimal(repr(value)), "f")
+        return text if "." in text else text + ".0"  # keep it a decimal literal, as the API wrote it
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False).translate(_LINE_BREAK_ESCAPES)
     if isinstance(value, list):
@@ -325,16 +344,30 @@ def write_csv(records: Records, fileobj: IO[bytes]) -> None:
         text.detach()  # leave the caller's file object open
 
 
-def parquet_schema(columns: Sequence[str]) -> pa.Schema:
-    """The explicit Parquet schema for ``columns`` (types in the module docstring)."""
+def column_kind(column: str, column_types: Mapping[str, str] | None = None) -> str:
+    """How ``column`` is typed: as ``column_types`` declares it, else by the API's column name."""
+    if column_types is not None and column in column_types:
+        return column_types[column]
+    if column in TIMESTAMP_COLUMNS:
+        return TIMESTAMP_KIND
+    if column in DECIMAL_COLUMNS:
+        return DECIMAL_KIND
+    if column in INTEGER_COLUMNS:
+        return INTEGER_KIND
+    return STRING_KIND
+
+
+def parquet_schema(columns: Sequence[str], column_types: Mapping[str, str] | None = None) -> pa.Schema:
+    """The explicit Parquet schema for ``columns`` (types in the module docstring; kinds by :func:`column_kind`)."""
     import pyarrow as pa
 
     def field_type(column: str) -> pa.DataType:
-        if column in TIMESTAMP_COLUMNS:
+        kind = column_kind(column, column_types)
+        if kind == TIMESTAMP_KIND:
             return pa.timestamp("ms", tz="UTC")
-        if column in DECIMAL_COLUMNS:
+        if kind == DECIMAL_KIND:
             return pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
-        if column in INTEGER_COLUMNS:
+        if kind == INTEGER_KIND:
             return pa.int64()
         return pa.string()
 
@@ -359,12 +392,12 @@ def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
     return stamp
 
 
-def _parquet_column(column: str, values: Iterator[Any]) -> list[Any]:
-    if column in TIMESTAMP_COLUMNS:
+def _parquet_column(column: str, values: Iterator[Any], kind: str) -> list[Any]:
+    if kind == TIMESTAMP_KIND:
         return [_to_timestamp_ms(v, column) for v in values]
-    if column in DECIMAL_COLUMNS:
+    if kind == DECIMAL_KIND:
         return [to_decimal(v, column) for v in values]
-    if column in INTEGER_COLUMNS:
+    if kind == INTEGER_KIND:
         return [_to_integer(v, column) for v in values]
     return [text_value(v) for v in values]
 
@@ -375,13 +408,16 @@ def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
     import pyarrow.parquet as pq
 
     columns = column_order(records)
-    schema = parquet_schema(columns)
+    column_types = getattr(records, "column_types", None)
+    schema = parquet_schema(columns, column_types)
     rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
     with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
         while chunk := list(itertools.islice(rows, _PARQUET_ROW_GROUP)):
             arrays = []
             for field in schema:
-                values = _parquet_column(field.name, (record.get(field.name) for record in chunk))
+                values = _parquet_column(
+                    field.name, (record.get(field.name) for record in chunk), column_kind(field.name, column_types)
+                )
                 try:
                     arrays.append(pa.array(values, type=field.type))
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
