@@ -319,3 +319,19 @@ def test_every_source_column_lands_once() -> None:
 
 def test_the_service_table_names_real_products() -> None:
     assert all(name == name.strip() and "  " not in name for name in SERVICE_CATEGORIES)
+
+
+def test_focus_records_through_a_real_dag_run_and_xcom(sim: Any, use_conn: Any, dag_runner: Any) -> None:
+    """The version comes from a template; the records cross Airflow's XCom store and read back exactly."""
+    from airflow.sdk.bases.xcom import BaseXCom
+
+    result = dag_runner(Path(__file__).parent / "dags" / "operator_focus.py", "operator_focus")
+    assert result.task_states == {"land": "success"}
+    # Read back as a downstream task's xcom_pull would (deserialize_value takes the stored row).
+    records = BaseXCom.deserialize_value(type("StoredXCom", (), {"value": result.xcom("land")})())
+    exact = served_period(sim)
+    assert [list(r) for r in records] == [FOCUS_1_2 + CUSTOM_1_2] * len(exact)
+    for got, want in zip(records, exact, strict=True):
+        # XCom carries numbers as floats (Airflow's serialisation): exact to the digits Cloudflare sends.
+        assert Decimal(str(got["ContractedCost"])) == want["ContractedCost"]
+        assert got["ServiceCategory"] and got["BillingPeriodEnd"] == "2025-10-14T00:00:00Z"
