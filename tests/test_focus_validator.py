@@ -83,7 +83,8 @@ class Verdict:
 @pytest.fixture(scope="session")
 def focus_validate() -> Callable[..., Verdict]:
     """Run scripts/focus_validate.sh on a file (creating the validator's venv on first use)."""
-    subprocess.run(["bash", str(SCRIPT), "--install"], check=True, capture_output=True, text=True)
+    install = subprocess.run(["bash", str(SCRIPT), "--install"], capture_output=True, text=True, check=False)
+    assert install.returncode == 0, f"could not create the validator's venv:\n{install.stderr[-3000:]}"
 
     def validate(path: Path, criteria: tuple[str, ...] = ()) -> Verdict:
         args = ["bash", str(SCRIPT), str(path)]
