@@ -2,7 +2,9 @@
 
 One module owns everything about how records become bytes, so every format agrees on:
 
-* **Column names**: the API's own (FOCUS) names, never renamed.
+* **Column names**: the API's own (FOCUS) names, never renamed. A FOCUS dataset (``utils.focus``) is the one
+  source that declares its columns and their types (``column_types``): its columns, order and kinds are
+  written as declared.
 * **Column order** (:func:`column_order`): the 11 columns Cloudflare documents as required, in that order, then
   the known FOCUS 1.3 columns that occur in the data (alphabetical), then any unknown columns that occur in the
   data, sorted by name. The order depends on the set of columns only, never on the order of the rows or
