@@ -164,3 +164,50 @@ def test_the_service_table_uses_only_pairs_the_focus_model_allows(focus_validate
     assert set(SERVICE_CATEGORIES.values()) <= pairs
     assert categories == FOCUS_CATEGORIES
     assert {(c, f"Other ({c})") for c in FOCUS_CATEGORIES} <= pairs  # the fallbacks by ServiceFamilyName
+
+
+PAYGO_CRITERIA = (
+    "USAGE_MEASUREMENT_SUPPORTED",
+    "UNIT_PRICING_SUPPORTED",
+    "PUBLIC_PRICE_LIST_SUPPORTED",
+    "ACCOUNT_NAMING_SUPPORTED",
+)
+# docs/focus.md's conformance table: the columns whose rules still fail under the PayGo criteria.
+PAYGO_GAPS = {
+    "SkuId", "SkuPriceId", "SkuMeter", "SkuPriceDetails",  # no SKUs in the API
+    "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice",
+    "ConsumedQuantity",  # the rule model's un-inverted condition
+    "InvoiceId",  # the validator's OR branch
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shape", "failed", "gaps"),
+    [
+        ("11 columns (/paygo-usage)", 56, PAYGO_GAPS | {"BillingAccountName"}),
+        ("27 columns (/billable-usage)", 54, PAYGO_GAPS),
+    ],
+)
+def test_the_conformance_table_under_the_paygo_criteria(
+    sim: Any,
+    use_conn: Any,
+    tmp_path: Path,
+    focus_validate: Callable[..., Verdict],
+    shape: str,
+    failed: int,
+    gaps: set[str],
+) -> None:
+    extra = dict(SHAPES[shape])
+    use_conn(**extra)
+    destination = tmp_path / "usage.parquet"
+    run(billing_period_of="2025-10-01", focus_version="1.2", destination=destination.as_uri())
+
+    verdict = focus_validate(destination, PAYGO_CRITERIA)
+
+    assert verdict.failed == failed
+    columns = {rule.rsplit("-", 3)[0] for rule in verdict.failing}
+    assert columns == gaps | {"CostAndUsage"}
+    # The dataset-level failures are the presence of the Sku and PricingCurrency columns only.
+    presence = {rule for rule in verdict.failing if rule.startswith("CostAndUsage-")}
+    assert presence == {f"CostAndUsage-D-{n:03d}-C" for n in (46, 47, 48, 50, 51, 52, 54, 55, 56, 58, 59, 60, 61)}
+    assert verdict.rules["BillingAccountName-C-003-C"] == ("FAIL" if "BillingAccountName" in gaps else "PASS")
