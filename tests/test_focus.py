@@ -58,8 +58,12 @@ def served_period(sim: Any, account: str = STANDARD_ACCOUNT) -> list[dict[str, A
 # -- the operator ------------------------------------------------------------------------------------
 
 
-def test_focus_records_in_xcom_keep_every_served_value_and_add_the_focus_columns(sim: Any, use_conn: Any) -> None:
-    records = run(billing_period_of="2025-10-01", focus_version="1.2")
+def test_focus_records_keep_every_served_value_and_add_the_focus_columns(
+    sim: Any, use_conn: Any, tmp_path: Path
+) -> None:
+    run(billing_period_of="2025-10-01", focus_version="1.2", destination=(tmp_path / "u.jsonl").as_uri())
+    lines = (tmp_path / "u.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line, parse_float=Decimal) for line in lines]  # the file's digits, exactly
     exact = served_period(sim)
     assert len(records) == len(exact) > 0
     for got, want in zip(records, exact, strict=True):
@@ -103,14 +107,14 @@ def test_focus_records_in_xcom_keep_every_served_value_and_add_the_focus_columns
 
 def test_the_older_paths_eleven_columns_get_every_focus_column_derived(sim: Any, use_conn: Any) -> None:
     use_conn(usage_path="/accounts/{account_id}/paygo-usage")
-    records = run(billing_period_of="2025-10-01", focus_version="1.2")
+    records = run(billing_period_of="2025-10-01", focus_version="1.2")  # XCom: numbers as floats
     assert sim.request_count("/paygo-usage", status=200) == 1
     exact = served_period(sim)
     assert [r["ChargePeriodStart"] for r in records] == [r["ChargePeriodStart"] for r in exact]
     for got, want in zip(records, exact, strict=True):
         assert list(got) == [*FOCUS_1_2, *CUSTOM_1_2[:2], *CUSTOM_1_2[3:]]
         # Not sent on this path: the cost columns equal ContractedCost, the names are Cloudflare's documented ones.
-        assert got["BilledCost"] == got["EffectiveCost"] == got["ListCost"] == want["ContractedCost"]
+        assert got["BilledCost"] == got["EffectiveCost"] == got["ListCost"] == float(want["ContractedCost"])
         assert got["BillingAccountId"] == STANDARD_ACCOUNT and got["BillingAccountName"] is None
         assert got["InvoiceIssuerName"] == "Cloudflare, Inc."
         assert got["ConsumedUnit"] == got["PricingUnit"] == focus_unit(want["ConsumedUnit"])

@@ -40,8 +40,9 @@ from airflow_provider_cfbilling.utils.formats import (
     format_for_name,
     to_utc_timestamp,
     write_records,
+    xcom_records,
 )
-from airflow_provider_cfbilling.utils.periods import parse_instant, period_containing, select_subscription
+from airflow_provider_cfbilling.utils.periods import parse_instant
 from airflow_provider_cfbilling.utils.spool import FilteredRecords
 from airflow_provider_cfbilling.utils.validation import validate_account_id
 
@@ -128,7 +129,9 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     **Window**: give nothing (the current billing period), or ``from_`` and ``to`` (the half-open UTC-day
     window ``[from_, to)``), or ``billing_period_of`` (the whole billing period containing that date).
 
-    **XCom mode** (``destination=None``): returns the records exactly as the API sent them. A result
+    **XCom mode** (``destination=None``): returns the records as the API sent them, as plain JSON values:
+    costs and other non-integer numbers as floats (XCom carries no exact decimal; land a file for the API's
+    exact digits, which the manifest's totals also keep). Reconciliation runs on the exact values. A result
     larger than ``max_xcom_bytes`` fails with a pointer to ``destination`` or to the object-storage XCom
     backend.
 
@@ -255,10 +258,10 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             window, fetched = self._fetch_or_defer(account, bounds, deferrals, spool_dir=None)
             in_memory = list(fetched)  # already a list: XCom values live in memory anyway
             if self.reconcile:
-                self._reconcile(in_memory, window, account)
-            in_memory = list(self._as_focus(in_memory, account, window, deferrals))
-            self._check_xcom_size(in_memory)
-            return in_memory
+                self._reconcile(in_memory, window, account)  # on the exact decimals, before they become floats
+            as_xcom = xcom_records(self._as_focus(in_memory, account, window, deferrals))
+            self._check_xcom_size(as_xcom)
+            return as_xcom
         # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
         with tempfile.TemporaryDirectory(prefix="cfbilling-usage-") as spool_dir:
@@ -289,7 +292,11 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check = self._reconcile(records, window, account) if self.reconcile else None
-        size, digest = write_atomically(self._as_focus(records, account, window, deferrals), path, target.file_format)
+        landed = self._as_focus(records, account, window, deferrals)
+        try:
+            size, digest = write_atomically(landed, path, target.file_format)
+        except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
+            raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
         manifest = {
             "uri": _clean_uri(path),
             "format": target.file_format,
@@ -427,11 +434,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     def _period_containing(self, account: str, instant: dt.datetime) -> tuple[dt.date, dt.date]:
         """The billing period (UTC days, end exclusive) of ``account`` that contains ``instant``."""
-        info = self.hook.get_billing_info(account)
-        subscription = select_subscription(info, self.subscription_id, at=instant)
-        # Usage rows are whole UTC days: a period starts on its anchor's day, whatever the anchor's time.
-        anchor = parse_instant(subscription["billing_cycle_anchor_timestamp"], "anchor").start_of("day")
-        period = period_containing(anchor, instant)
+        period = self.hook.get_billing_period(account, at=instant, subscription_id=self.subscription_id)
         return period.start.date(), period.end.date()
 
     def _fetch(self, account: str, window: UsageWindow, spool_dir: str | None) -> Records:
@@ -553,7 +556,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     def _check_xcom_size(self, records: list[dict[str, Any]]) -> None:
         if self.max_xcom_bytes is None or _xcom_backend_offloads():
             return
-        size = len(json.dumps(records, separators=(",", ":"), default=str).encode("utf-8"))  # FOCUS decimals
+        size = len(json.dumps(records, separators=(",", ":")).encode("utf-8"))
         if size > self.max_xcom_bytes:
             from airflow_provider_cfbilling.compat import AirflowFailException
 

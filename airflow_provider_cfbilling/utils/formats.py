@@ -18,12 +18,15 @@ One module owns everything about how records become bytes, so every format agree
   ``decimal128(38, 18)`` for costs and consumed quantities, ``int64`` for the integer quantities, strings
   for everything else (unknown columns included; a non-string value is stored as its compact JSON text,
   so a column's type never depends on one day's data).
-* **Exact decimals**: a cost arrives as a JSON number, which ``json`` parses into a float. Assumption: the
-  API writes costs with at most 15 significant digits (Cloudflare's are a few decimal places). Any such
-  decimal survives the trip through a double, and the float's shortest ``repr`` gives its digits back, so
-  ``Decimal(repr(value))`` is the API's exact decimal and the sum of a Parquet cost column equals the exact
-  decimal sum of the API's values. A value needing more than 18 decimal places does not fit the schema and
-  fails loudly instead of being rounded.
+* **Exact decimals**: the hook reads every JSON number with a fraction or exponent from the answer's text
+  as a :class:`~decimal.Decimal` (``json.loads(..., parse_float=Decimal)``, ijson without ``use_float``),
+  never through a binary float, so a cost sent as ``0.123456789012345678`` keeps all its digits. JSONL,
+  JSON and CSV write those digits as sent (in plain decimal form, see :func:`json_text`); Parquet's
+  ``decimal128(38, 18)`` columns hold them exactly, and a value that needs more than 18 decimal places or
+  20 integer digits fails with :class:`CloudflareResponseError` instead of being rounded (as does an
+  integer outside Parquet's ``int64``). Floats are still accepted (records built by hand): their shortest
+  ``repr`` is taken as the decimal meant. XCom is the one place numbers become floats again:
+  :func:`xcom_records`.
 * **Deterministic bytes**: no timestamps, random ids or host names are written; the same records give a
   byte-identical file (Parquet's ``created_by`` names the pyarrow version, which is fixed per install).
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import io
 import itertools
 import json
@@ -141,9 +145,12 @@ def column_order(records: Iterable[Record]) -> list[str]:
     seen: set[str] = set()
     for record in records:
         seen.update(record)
+    return _ordered(seen)
+
+
+def _ordered(seen: set[str]) -> list[str]:
     known = [c for c in KNOWN_COLUMNS if c in seen or c in REQUIRED_COLUMNS]
-    unknown = sorted(seen.difference(KNOWN_COLUMNS))
-    return known + unknown
+    return known + sorted(seen.difference(KNOWN_COLUMNS))
 
 
 def to_decimal(value: Any, column: str = "value") -> Decimal | None:
@@ -292,6 +299,27 @@ def json_text(value: Any) -> str:
     raise CloudflareResponseError(f"A record holds a {type(value).__name__}, which is not a JSON value.")
 
 
+def xcom_records(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """The records as XCom carries them: plain JSON types, every :class:`~decimal.Decimal` a float.
+
+    Airflow's XCom serialisation has no exact decimal that reads back as a number everywhere, and XCom is
+    the convenience path for small answers handed to Python tasks: there a float is what a task expects.
+    Exact digits are for the file destinations and the manifest's totals (decimal strings). This is the
+    one place the provider turns the API's exact numbers into floats.
+    """
+    return [{key: _json_compatible(value) for key, value in record.items()} for record in records]
+
+
+def _json_compatible(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_json_compatible(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_compatible(item) for key, item in value.items()}
+    return value
+
+
 def text_value(value: Any) -> str | None:
     """A value as text: strings as they are, anything else as :func:`json_text`; None stays None."""
     if value is None or isinstance(value, str):
@@ -385,6 +413,60 @@ def _to_integer(value: Any, column: str) -> int | None:
     return int(number)
 
 
+_INT64_RANGE = range(-(2**63), 2**63)
+_DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
+_DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
+_WIDE = decimal.Context(prec=DECIMAL_PRECISION + 2)  # quantizing a value below the limit never rounds here
+
+
+def _parquet_misfit(column: str, value: Any, kind: str) -> str | None:
+    """Why a decimal or integer column's value cannot be stored exactly in the Parquet schema, or None."""
+    if value is None:
+        return None
+    if kind == INTEGER_KIND:
+        number = _to_integer(value, column)
+        if number in _INT64_RANGE:
+            return None
+        return (
+            f"is {json_text(value)}, a number too large for Parquet's int64 column (-2**63 to 2**63 - 1). "
+            "The JSON formats and CSV keep it whole"
+        )
+    exact = to_decimal(value, column)
+    assert exact is not None
+    if abs(exact) < _DECIMAL_LIMIT and exact.quantize(_DECIMAL_QUANTUM, context=_WIDE) == exact:
+        return None
+    return (
+        f"is {json_text(value)}, which Parquet's decimal({DECIMAL_PRECISION}, {DECIMAL_SCALE}) column cannot hold "
+        f"without rounding (at most {DECIMAL_PRECISION - DECIMAL_SCALE} digits before the decimal point and "
+        f"{DECIMAL_SCALE} after). The JSON formats and CSV keep every digit the API sent"
+    )
+
+
+def _parquet_columns(records: Records, column_types: Mapping[str, str] | None = None) -> list[str]:
+    """:func:`column_order`, in the same pass checking that every number fits its Parquet column exactly.
+
+    Done before the Parquet writer opens, so a value that does not fit fails the write before a byte of
+    it is written, and never lands rounded. Columns are typed by :func:`column_kind`.
+    """
+    seen: set[str] = set()
+    kinds: dict[str, str] = {}  # the numeric columns seen so far, and their kinds
+    for index, record in enumerate(records):
+        if not seen.issuperset(record):  # rows share their columns: classify a column once
+            for column in set(record).difference(seen):
+                if (kind := column_kind(column, column_types)) in (DECIMAL_KIND, INTEGER_KIND):
+                    kinds[column] = kind
+            seen.update(record)
+        for column in kinds.keys() & record.keys():
+            problem = _parquet_misfit(column, record[column], kinds[column])
+            if problem is not None:
+                raise CloudflareResponseError(
+                    f"In row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
+                    "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
+                    ".jsonl destination) instead of Parquet."
+                )
+    return list(column_types) if column_types is not None else _ordered(seen)
+
+
 def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
     stamp = to_utc_timestamp(value, column)
     if stamp is not None and stamp.microsecond % 1000:
@@ -405,12 +487,16 @@ def _parquet_column(column: str, values: Iterator[Any], kind: str) -> list[Any]:
 
 
 def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
-    """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records."""
+    """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records.
+
+    A number that its column cannot hold exactly raises :class:`CloudflareResponseError` before the
+    Parquet writer opens.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = column_order(records)
     column_types = getattr(records, "column_types", None)
+    columns = _parquet_columns(records, column_types)
     schema = parquet_schema(columns, column_types)
     rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
     with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
