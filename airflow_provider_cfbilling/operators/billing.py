@@ -32,6 +32,7 @@ from airflow_provider_cfbilling.exceptions import (
 )
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.utils import reconcile as reconciliation
+from airflow_provider_cfbilling.utils.focus import FocusRecords, check_focus_version
 from airflow_provider_cfbilling.utils.formats import (
     FILE_FORMATS,
     Records,
@@ -161,6 +162,10 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         (templated)
     :param file_format: ``jsonl``, ``json``, ``csv`` or ``parquet``. Default: implied by the destination's
         suffix (``.jsonl``, ``.ndjson``, ``.json``, ``.csv``, ``.parquet``), else ``jsonl``. (templated)
+    :param focus_version: ``"1.2"`` or ``"1.3"`` to land (or return) a FOCUS dataset of that version: every
+        mandatory FOCUS column, derived from what the API sends, Cloudflare's own columns prefixed ``x_``
+        (docs/focus.md). Default None: the API's columns as served. Reconciliation and the manifest's totals
+        are computed on the records as served either way. (templated)
     :param reconcile: Check, per billing period, currency and service, that daily ``ContractedCost`` agrees
         with the movement of ``CumulatedContractedCost``. Mismatches are logged and recorded in the
         manifest. Default True.
@@ -183,6 +188,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         "destination",
         "destination_conn_id",
         "file_format",
+        "focus_version",
     )
     ui_color = "#f6821f"
 
@@ -198,6 +204,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         destination: str | ObjectStoragePath | None = None,
         destination_conn_id: str | None = None,
         file_format: str | None = None,
+        focus_version: str | None = None,
         reconcile: bool = True,
         strict: bool = False,
         max_xcom_bytes: int | None = DEFAULT_MAX_XCOM_BYTES,
@@ -214,6 +221,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.file_format = file_format
+        self.focus_version = focus_version
         self.reconcile = reconcile
         self.strict = strict
         self.max_xcom_bytes = max_xcom_bytes
@@ -240,6 +248,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         self._check_not_blank("subscription_id", "the earliest-anchored active subscription")
         self._check_not_blank("destination_conn_id", "the backend's default connection")
         self._check_not_blank("file_format", "the format the destination's suffix implies")
+        self._check_not_blank("focus_version", "the API's columns as served")
+        check_focus_version(self.focus_version)
         account = self._account()
         bounds = self._window_bounds()
         target = self._target()
@@ -249,7 +259,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             in_memory = list(fetched)  # already a list: XCom values live in memory anyway
             if self.reconcile:
                 self._reconcile(in_memory, window, account)  # on the exact decimals, before they become floats
-            as_xcom = xcom_records(in_memory)
+            as_xcom = xcom_records(self._as_focus(in_memory, account, window, deferrals))
             self._check_xcom_size(as_xcom)
             return as_xcom
         # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
@@ -282,8 +292,9 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check = self._reconcile(records, window, account) if self.reconcile else None
+        landed = self._as_focus(records, account, window, deferrals)
         try:
-            size, digest = write_atomically(records, path, target.file_format)
+            size, digest = write_atomically(landed, path, target.file_format)
         except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
             raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
         manifest = {
@@ -457,6 +468,27 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 window.describe(),
             )
         return kept
+
+    def _as_focus(self, records: Records, account: str, window: UsageWindow, deferrals: int) -> Records:
+        """The records as a FOCUS dataset when ``focus_version`` is set (utils.focus), else as they are.
+
+        BillingPeriodEnd comes from the billing-period rule: the window's own end for a billing period,
+        otherwise the account's period (from its billing-cycle anchor) of each BillingPeriodStart.
+        """
+        version = check_focus_version(self.focus_version)
+        if version is None:
+            return records
+        if window.kind == "billing_period" and window.start is not None and window.end is not None:
+            periods = [(window.start, window.end)]
+        else:
+            starts = {to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart") for r in records}
+            try:
+                periods = [self._period_containing(account, start) for start in sorted(s for s in starts if s)]
+            except CloudflareRateLimitError as exc:
+                self._wait_out_rate_limit(exc, deferrals)
+        # A start the period rule does not produce gets no end: FocusRecords then refuses it by name.
+        ends = {_midnight(start): _midnight(end) for start, end in periods}
+        return FocusRecords(records, version=version, account_id=account, billing_period_ends=ends)
 
     def _reconcile(self, records: Records, window: UsageWindow, account: str) -> dict[str, Any]:
         complete_from = window.start_instant

@@ -2,7 +2,9 @@
 
 One module owns everything about how records become bytes, so every format agrees on:
 
-* **Column names**: the API's own (FOCUS) names, never renamed.
+* **Column names**: the API's own (FOCUS) names, never renamed. A FOCUS dataset (``utils.focus``) is the one
+  source that declares its columns and their types (``column_types``): its columns, order and kinds are
+  written as declared.
 * **Column order** (:func:`column_order`): the 11 columns Cloudflare documents as required, in that order, then
   the known FOCUS 1.3 columns that occur in the data (alphabetical), then any unknown columns that occur in the
   data, sorted by name. The order depends on the set of columns only, never on the order of the rows or
@@ -90,6 +92,9 @@ DECIMAL_COLUMNS = frozenset(
     {"ConsumedQuantity", "ContractedCost", "CumulatedContractedCost", "BilledCost", "EffectiveCost", "ListCost"}
 )
 INTEGER_COLUMNS = frozenset({"PricingQuantity", "CumulatedPricingQuantity"})
+# How a column is typed (Parquet schema, parsing): by the sets above for the API's own columns, or as a record
+# source declares it in ``column_types`` (a FOCUS dataset, see utils.focus).
+TIMESTAMP_KIND, DECIMAL_KIND, INTEGER_KIND, STRING_KIND = "timestamp", "decimal", "integer", "string"
 _STRING_COLUMNS = frozenset({"BillingCurrency", "ConsumedUnit", "ServiceName"})
 _MISSING = object()
 # Unicode line breaks json.dumps leaves raw (it escapes the ASCII ones): escaped in JSON text, see json_text.
@@ -109,7 +114,9 @@ class Records(Protocol):
     """What the checks and writers need of their records: several passes, and a count.
 
     A list is one; so is a spooled answer parsed afresh at each pass (``utils.spool``), which is why the
-    writers never index or slice.
+    writers never index or slice. A source whose columns are fixed by a standard rather than by the data (a
+    FOCUS dataset, ``utils.focus.FocusRecords``) also has ``column_types``: its columns in order, each with
+    its kind (``TIMESTAMP_KIND`` ...); the writers then write exactly those columns, typed so.
     """
 
     def __iter__(self) -> Iterator[dict[str, Any]]: ...
@@ -129,8 +136,12 @@ def format_for_name(name: str) -> str | None:
 def column_order(records: Iterable[Record]) -> list[str]:
     """The columns of ``records`` in the stable order described in the module docstring.
 
-    The 11 required columns are always included, so an empty result still has a header and a schema.
+    The 11 required columns are always included, so an empty result still has a header and a schema. A source
+    that declares ``column_types`` (see :class:`Records`) gets its declared columns instead.
     """
+    declared = getattr(records, "column_types", None)
+    if declared is not None:
+        return list(declared)
     seen: set[str] = set()
     for record in records:
         seen.update(record)
@@ -363,16 +374,30 @@ def write_csv(records: Records, fileobj: IO[bytes]) -> None:
         text.detach()  # leave the caller's file object open
 
 
-def parquet_schema(columns: Sequence[str]) -> pa.Schema:
-    """The explicit Parquet schema for ``columns`` (types in the module docstring)."""
+def column_kind(column: str, column_types: Mapping[str, str] | None = None) -> str:
+    """How ``column`` is typed: as ``column_types`` declares it, else by the API's column name."""
+    if column_types is not None and column in column_types:
+        return column_types[column]
+    if column in TIMESTAMP_COLUMNS:
+        return TIMESTAMP_KIND
+    if column in DECIMAL_COLUMNS:
+        return DECIMAL_KIND
+    if column in INTEGER_COLUMNS:
+        return INTEGER_KIND
+    return STRING_KIND
+
+
+def parquet_schema(columns: Sequence[str], column_types: Mapping[str, str] | None = None) -> pa.Schema:
+    """The explicit Parquet schema for ``columns`` (types in the module docstring; kinds by :func:`column_kind`)."""
     import pyarrow as pa
 
     def field_type(column: str) -> pa.DataType:
-        if column in TIMESTAMP_COLUMNS:
+        kind = column_kind(column, column_types)
+        if kind == TIMESTAMP_KIND:
             return pa.timestamp("ms", tz="UTC")
-        if column in DECIMAL_COLUMNS:
+        if kind == DECIMAL_KIND:
             return pa.decimal128(DECIMAL_PRECISION, DECIMAL_SCALE)
-        if column in INTEGER_COLUMNS:
+        if kind == INTEGER_KIND:
             return pa.int64()
         return pa.string()
 
@@ -394,11 +419,11 @@ _DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
 _WIDE = decimal.Context(prec=DECIMAL_PRECISION + 2)  # quantizing a value below the limit never rounds here
 
 
-def _parquet_misfit(column: str, value: Any) -> str | None:
+def _parquet_misfit(column: str, value: Any, kind: str) -> str | None:
     """Why a decimal or integer column's value cannot be stored exactly in the Parquet schema, or None."""
     if value is None:
         return None
-    if column in INTEGER_COLUMNS:
+    if kind == INTEGER_KIND:
         number = _to_integer(value, column)
         if number in _INT64_RANGE:
             return None
@@ -417,25 +442,29 @@ def _parquet_misfit(column: str, value: Any) -> str | None:
     )
 
 
-def _parquet_columns(records: Records) -> list[str]:
+def _parquet_columns(records: Records, column_types: Mapping[str, str] | None = None) -> list[str]:
     """:func:`column_order`, in the same pass checking that every number fits its Parquet column exactly.
 
     Done before the Parquet writer opens, so a value that does not fit fails the write before a byte of
-    it is written, and never lands rounded.
+    it is written, and never lands rounded. Columns are typed by :func:`column_kind`.
     """
     seen: set[str] = set()
-    checked = DECIMAL_COLUMNS | INTEGER_COLUMNS
+    kinds: dict[str, str] = {}  # the numeric columns seen so far, and their kinds
     for index, record in enumerate(records):
-        seen.update(record)
-        for column in checked.intersection(record):
-            problem = _parquet_misfit(column, record[column])
+        if not seen.issuperset(record):  # rows share their columns: classify a column once
+            for column in set(record).difference(seen):
+                if (kind := column_kind(column, column_types)) in (DECIMAL_KIND, INTEGER_KIND):
+                    kinds[column] = kind
+            seen.update(record)
+        for column in kinds.keys() & record.keys():
+            problem = _parquet_misfit(column, record[column], kinds[column])
             if problem is not None:
                 raise CloudflareResponseError(
                     f"In row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
                     "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
                     ".jsonl destination) instead of Parquet."
                 )
-    return _ordered(seen)
+    return list(column_types) if column_types is not None else _ordered(seen)
 
 
 def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
@@ -447,12 +476,12 @@ def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
     return stamp
 
 
-def _parquet_column(column: str, values: Iterator[Any]) -> list[Any]:
-    if column in TIMESTAMP_COLUMNS:
+def _parquet_column(column: str, values: Iterator[Any], kind: str) -> list[Any]:
+    if kind == TIMESTAMP_KIND:
         return [_to_timestamp_ms(v, column) for v in values]
-    if column in DECIMAL_COLUMNS:
+    if kind == DECIMAL_KIND:
         return [to_decimal(v, column) for v in values]
-    if column in INTEGER_COLUMNS:
+    if kind == INTEGER_KIND:
         return [_to_integer(v, column) for v in values]
     return [text_value(v) for v in values]
 
@@ -466,14 +495,17 @@ def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = _parquet_columns(records)
-    schema = parquet_schema(columns)
+    column_types = getattr(records, "column_types", None)
+    columns = _parquet_columns(records, column_types)
+    schema = parquet_schema(columns, column_types)
     rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
     with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
         while chunk := list(itertools.islice(rows, _PARQUET_ROW_GROUP)):
             arrays = []
             for field in schema:
-                values = _parquet_column(field.name, (record.get(field.name) for record in chunk))
+                values = _parquet_column(
+                    field.name, (record.get(field.name) for record in chunk), column_kind(field.name, column_types)
+                )
                 try:
                     arrays.append(pa.array(values, type=field.type))
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
