@@ -599,7 +599,7 @@ def test_deferrals_are_bounded(sim: Any, use_conn: Any) -> None:
     use_conn(max_retry_wait=0)
     sim.add_fault("block")
     operator = CloudflarePaygoUsageOperator(task_id="usage", deferrable=True)
-    with pytest.raises(CloudflareRateLimitError, match="Still rate-limited after 3 deferred"):
+    with pytest.raises(CloudflareRateLimitError, match=f"Still rate-limited after {MAX_RATE_LIMIT_DEFERRALS} deferred"):
         operator.execute_complete({}, event=None, deferrals=MAX_RATE_LIMIT_DEFERRALS)
 
 
