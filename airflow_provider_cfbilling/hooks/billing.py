@@ -350,16 +350,25 @@ class CloudflareBillingHook(BaseHook):
     def wait_for_rate_limit_handover(self) -> float:
         """
         Before a task gives up its pool slot: if this process spent the token's rate-limit window down to
-        the requests kept for other tasks, wait for the window to reset (at most ``max_retry_wait``).
+        the requests kept for other tasks, wait for the window to reset.
 
         The next task in the slot sends its first request before it can read the budget; this wait is what
-        makes that request safe (see ``utils/ratelimit.py``). A process that made no request waits not.
+        makes that request safe (see ``utils/ratelimit.py``). A process that made no request does not wait,
+        nor does one whose reset is further away than ``max_retry_wait`` (a block: every request of the
+        token is refused until it ends anyway).
 
         :return: the seconds waited
         """
         if "_rate_limit" not in self.__dict__:
             return 0.0
-        wait = min(self._rate_limit.handover_wait(), self.settings.max_retry_wait)
+        wait = self._rate_limit.handover_wait()
+        if wait > self.settings.max_retry_wait:
+            self.log.warning(
+                "This token's rate limit resets in %.0f s, longer than this connection's max_retry_wait: not "
+                "waiting for it before handing the pool slot on.",
+                wait,
+            )
+            return 0.0
         if wait > 0:
             self.log.info(
                 "This token's rate-limit window is spent down to the requests kept for other tasks: "
