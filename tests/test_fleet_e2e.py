@@ -58,6 +58,7 @@ def fleet_engine(sim: Any, tmp_path: Path) -> Iterator[tuple[Engine, list[str], 
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(RUN_TIMEOUT + 300)
 def test_every_discovered_account_lands_once_and_the_token_is_never_rate_limited(
     fleet_engine: tuple[Engine, list[str], Path], sim: Any
 ) -> None:
@@ -65,19 +66,30 @@ def test_every_discovered_account_lands_once_and_the_token_is_never_rate_limited
     wait_until(engine, "the DAG to be parsed", lambda: engine.query("SELECT 1 FROM dag WHERE dag_id = ?", DAG_ID))
     engine.airflow("dags", "trigger", DAG_ID)
 
-    def states() -> list[tuple[str, int, str]]:
-        return engine.query("SELECT task_id, map_index, state FROM task_instance WHERE dag_id = ?", DAG_ID)
+    # The DAG is daily and unpaused: besides the manual run, the scheduler may start the latest interval's
+    # run. Every run fans out the same way, so both count.
+    def runs() -> list[tuple[str, str]]:
+        return engine.query("SELECT run_id, state FROM dag_run WHERE dag_id = ?", DAG_ID)
+
+    def states() -> list[tuple[str, str, int, str]]:
+        return engine.query("SELECT run_id, task_id, map_index, state FROM task_instance WHERE dag_id = ?", DAG_ID)
 
     def finished() -> bool:
         current = states()
-        return len(current) == 1 + ACCOUNTS and all(state in FINISHED for *_, state in current)
+        return (
+            any(run_id.startswith("manual__") for run_id, _ in runs())
+            and len(current) == len(runs()) * (1 + ACCOUNTS)
+            and all(state in FINISHED for *_, state in current)
+        )
 
     wait_until(engine, "the fleet to finish", finished, timeout=RUN_TIMEOUT)
 
     assert {state for *_, state in states()} == {"success"}, f"{states()}\n{engine.diagnostics()}"
     log = sim.requests
     assert [r["status"] for r in log].count(429) == 0, [r["status"] for r in log]
-    assert sorted(r["account_id"] for r in log if r["path"].endswith("/billable-usage")) == sorted(accounts)
+    fetched = [r["account_id"] for r in log if r["path"].endswith("/billable-usage")]
+    # A task that deferred for the rate limit fetches again when it resumes: at least once per run.
+    assert set(fetched) == set(accounts) and all(fetched.count(a) >= len(runs()) for a in accounts)
     landed = sorted(p.relative_to(landing).parts[1] for p in landing.rglob("usage.jsonl"))
     assert landed == sorted(f"account={account}" for account in accounts)  # every account once
-    print(f"fleet e2e: {len(log)} API requests, statuses {sorted({r['status'] for r in log})}")
+    print(f"fleet e2e: {len(runs())} run(s), {len(log)} API requests, {len(fetched)} usage fetches, no 429")
