@@ -37,6 +37,14 @@ class CloudflareResponseError(CloudflareBillingError):
     """
 
 
+class CloudflareNoBillingCycleError(CloudflareBillingError):
+    """The billing-info endpoint answered, but names no billing cycle for the account.
+
+    The account is not covered (``covered: false``) or lists no subscription: there is no anchor to place
+    a billing period with. The sensor then falls back to the API's current period.
+    """
+
+
 class CloudflareAPIError(CloudflareBillingError):
     """The API answered with an error envelope or an error status.
 

@@ -84,8 +84,12 @@ def clients(url: str, conn_id: str, *, reuse: bool) -> dict[str, Fetch]:
 
 
 def check_same_records(fetches: dict[str, Fetch], expected_rows: int) -> None:
+    from airflow_provider_cfbilling.utils.formats import xcom_records
+
+    # Compared as plain JSON values: a plain parse and the SDK read costs as floats, the hook as exact Decimals.
     answers = {name: fetch() for name, fetch in fetches.items()}
     answers["cloudflare SDK"] = [item.to_dict() for item in answers["cloudflare SDK"]]
+    answers = {name: xcom_records(records) for name, records in answers.items()}
     reference = answers["requests.get().json()"]
     assert len(reference) == expected_rows, f"expected {expected_rows} records, the API sent {len(reference)}"
     for name, records in answers.items():

@@ -78,7 +78,10 @@ def hook_fetch(conn_id: str, account: str, reference: list[dict[str, Any]], *, b
     hook = hook_class(before=before)
 
     def fetch() -> None:
-        records = hook(conn_id).get_paygo_usage(account)
+        from airflow_provider_cfbilling.utils.formats import xcom_records
+
+        # As plain JSON values: the hook reads costs as exact Decimals, the plain request as floats.
+        records = xcom_records(hook(conn_id).get_paygo_usage(account))
         assert records == reference, "the hook returned other records than a plain request"
 
     return fetch

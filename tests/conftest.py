@@ -142,6 +142,10 @@ def run_dag(dag_file: Path, dag_id: str, **test_kwargs: Any) -> DagRunResult:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    # Only the DAG under test in the DAGs folder: Airflow may parse the whole folder during a run, and another
+    # test's DAG parsed under this test's environment would register its assets with the wrong URIs.
+    for other in _DAGS_FOLDER.glob("*.py"):
+        other.unlink()
     target = _DAGS_FOLDER / dag_file.name
     shutil.copy(dag_file, target)
     bag = DagBag(dag_folder=str(target))

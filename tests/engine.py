@@ -34,6 +34,7 @@ from typing import Any
 
 AIRFLOW = [sys.executable, "-m", "airflow"]
 STARTUP_TIMEOUT = 90
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 FINISHED = ("success", "failed", "upstream_failed", "skipped")
 
 
@@ -79,14 +80,16 @@ class Engine:
         assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def start(self) -> None:
+    def start(self, components: tuple[str, ...] = COMPONENTS) -> None:
+        """Start the given components (all four by default; a UI test needs only the api-server)."""
         commands = {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
             "scheduler": ["scheduler", "--skip-serve-logs"],
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer", "--skip-serve-logs"],
         }
-        for name, args in commands.items():
+        for name in components:
+            args = commands[name]
             log = open(self.home / f"{name}.out", "wb")  # noqa: SIM115 (closed with the process)
             self.processes[name] = subprocess.Popen(
                 [*AIRFLOW, *args],

@@ -23,10 +23,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT, airflow_env, connection_uri_json
 from test_operator_s3 import BUCKET, body, keys, s3, s3_endpoint  # noqa: F401 (fixtures)
@@ -36,8 +36,6 @@ from airflow_provider_cfbilling.operators import billing as operator_module
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import FOCUS_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils.formats import FILE_FORMATS, write_records
-
-pq = pytest.importorskip("pyarrow.parquet")
 
 
 def run(**kwargs: Any) -> Any:
@@ -179,14 +177,15 @@ def test_two_runs_writing_one_s3_key_leave_one_complete_object(
     monkeypatch.setattr(operator_module, "write_records", write_then_wait)
     succeeded: list[str] = []
     raced: list[str] = []
+    race_messages: list[str] = []
 
     def land(account: str) -> None:
         try:
             run(account_id=account, destination=f"s3://{BUCKET}/usage.jsonl", destination_conn_id=conn_id)
             succeeded.append(account)
-        except CloudflareBillingError as exc:
-            assert "another writer raced this one" in str(exc)
+        except CloudflareBillingError as exc:  # checked below: an assert in a thread only warns
             raced.append(account)
+            race_messages.append(str(exc))
 
     threads = [threading.Thread(target=land, args=(account,)) for account in outputs]
     for thread in threads:
@@ -194,6 +193,7 @@ def test_two_runs_writing_one_s3_key_leave_one_complete_object(
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(succeeded + raced) == sorted(outputs)
+    assert all("another writer raced this one" in message for message in race_messages), race_messages
     assert keys(client) == ["usage.jsonl"]
     # The last upload wins, whole; a run whose upload was replaced before its check fails and says so.
     assert body(client, "usage.jsonl") in [outputs[account] for account in succeeded]
@@ -274,10 +274,8 @@ def test_a_task_process_killed_mid_write_leaves_the_previous_object_in_every_for
         path.write_bytes(previous[file_format])
     # One process per format, side by side (each about three seconds to start), all killed mid-write.
     processes = {f: start_killable_run(path.as_uri()) for f, path in destinations.items()}
-    started = time.monotonic()
     for process in processes.values():
         kill_when_writing(process)
-    assert time.monotonic() - started < 90
 
     for file_format, path in destinations.items():
         assert path.read_bytes() == previous[file_format]  # untouched

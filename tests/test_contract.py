@@ -7,8 +7,10 @@ The schemas are a vendored copy (``tests/data/cloudflare-billing-schema.json``, 
 from __future__ import annotations
 
 import copy
+import decimal
 import json
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ import jsonschema
 import pytest
 import requests
 
+from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
+from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
+from airflow_provider_cfbilling.sensors.billing import CloudflareBillingPeriodSensor
 from airflow_provider_cfbilling.testing.simulator import (
     ACCOUNTS,
     CANCELLED_ACCOUNT,
@@ -24,6 +29,7 @@ from airflow_provider_cfbilling.testing.simulator import (
     STANDARD_ACCOUNT,
     CloudflareSimulator,
 )
+from airflow_provider_cfbilling.utils.formats import column_order
 
 SCHEMAS = json.loads((Path(__file__).parent / "data" / "cloudflare-billing-schema.json").read_text())
 BEARER = {"Authorization": f"Bearer {SIM_TOKEN}"}
@@ -177,3 +183,107 @@ def test_valid_but_unusual_answers_still_match_the_schema(sim, kind, params):
     for route in INFO_ROUTES:
         sim.add_fault(kind, times=1, **params)
         validate(json.loads(get(sim, STANDARD_ACCOUNT, route).text), to_json_schema(SCHEMAS["info_response"]))
+
+
+# -- the hook, the operator and the sensor fed the published examples and the unusual-but-valid answers -------
+
+
+@pytest.fixture
+def conn(sim, cloudflare_conn):
+    """``cloudflare_default`` on this module's simulator; the hook's per-process memory of moved paths cleared."""
+    from airflow_provider_cfbilling.hooks import billing
+
+    with billing._learned_paths_lock:
+        billing._learned_paths.clear()
+    yield cloudflare_conn
+    with billing._learned_paths_lock:
+        billing._learned_paths.clear()
+
+
+def schema_example(record: str) -> dict[str, Any]:
+    """The published schema's own example record: each property's ``example``."""
+    return {name: spec["example"] for name, spec in SCHEMAS[record]["properties"].items() if "example" in spec}
+
+
+def exact(response: requests.Response) -> Any:
+    return json.loads(response.content, parse_float=Decimal)["result"]
+
+
+def run_operator(**kwargs: Any) -> Any:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    return CloudflarePaygoUsageOperator(task_id="usage", **kwargs).execute({"outlet_events": OutletEventAccessors()})
+
+
+EXAMPLE_RECORD = schema_example("paygo_usage_record")
+EXAMPLE_INFO = {
+    "covered": True,
+    "subscriptions": [
+        {
+            "id": EXAMPLE_RECORD["SubscriptionId"],
+            "billing_cycle_anchor_timestamp": "2024-11-01T09:30:00Z",
+            "start_timestamp": "2024-11-01T09:30:00Z",
+        }
+    ],
+}
+
+
+def test_the_published_example_feeds_the_hook_the_operator_and_the_sensor(sim, conn, tmp_path):
+    """The schema's example record (on the older /paygo-usage, whose record it completes) as the whole answer:
+    the documented path answers 'no route', so the hook falls back to it, as for an account not yet moved."""
+    answer = {"success": True, "errors": [], "messages": [], "result": [EXAMPLE_RECORD]}
+    validate(answer, strict_response_schema("paygo_usage"))  # the example is a valid answer
+    validate({**answer, "result": EXAMPLE_INFO}, to_json_schema(SCHEMAS["info_response"]))
+    sim.add_fault("path_moved", routes=["billable-usage"])
+    sim.add_fault("canned_result", routes=["paygo-usage"], result=[EXAMPLE_RECORD])
+    sim.add_fault("canned_result", routes=["billable-usage/info"], result=EXAMPLE_INFO)
+
+    (record,) = CloudflareBillingHook().get_paygo_usage()
+    assert record == {**EXAMPLE_RECORD, "ContractedCost": Decimal("0.75"), "CumulatedContractedCost": Decimal("2.25")}
+
+    for suffix in ("jsonl", "parquet"):
+        manifest = run_operator(billing_period_of="2025-02-10", destination=(tmp_path / f"usage.{suffix}").as_uri())
+        assert manifest["window"] == {"kind": "billing_period", "from": "2025-02-01", "to": "2025-03-01"}
+        assert (manifest["rows"], manifest["totals"]["by_currency"]) == (1, {"USD": "0.75"})
+        # The example's running total (2.25) is not its day's cost (0.75) on the period's first day: reported
+        # in exact figures, not hidden.
+        (mismatch,) = manifest["reconciliation"]["mismatches"]
+        assert (mismatch["movement"], mismatch["difference"]) == ("2.25", "-1.5")
+    line = (tmp_path / "usage.jsonl").read_text()
+    assert json.loads(line, parse_float=Decimal) == record and '"ContractedCost":0.75,' in line
+
+    period = CloudflareBillingPeriodSensor(task_id="wait", target="2025-01-15").execute({})
+    assert period == {
+        "account_id": STANDARD_ACCOUNT,
+        "subscription_id": EXAMPLE_RECORD["SubscriptionId"],
+        "anchor": "2024-11-01T09:30:00Z",
+        "start": "2025-01-01T00:00:00Z",
+        "end": "2025-02-01T00:00:00Z",  # the example's BillingPeriodStart: the API has moved on
+        "source": "info",
+    }
+
+
+@pytest.mark.parametrize(("kind", "params"), UNUSUAL, ids=[f"{k}-{i}" for i, (k, _) in enumerate(UNUSUAL)])
+def test_valid_but_unusual_answers_feed_the_hook_the_operator_and_the_sensor(sim, conn, tmp_path, kind, params):
+    """Each unusual answer gives the API's exact values through the hook, the same file the API's text
+    implies, and the same billing period as the usual answer."""
+    usual_period = CloudflareBillingPeriodSensor(task_id="wait", target="2025-02-20").execute({})
+    sim.add_fault(kind, **params)
+    served = exact(get(sim, STANDARD_ACCOUNT, "billable-usage"))
+
+    assert CloudflareBillingHook().get_paygo_usage() == served
+    with CloudflareBillingHook().download_paygo_usage(directory=str(tmp_path)) as spooled:
+        assert list(spooled) == served
+
+    target = tmp_path / "usage.jsonl"
+    manifest = run_operator(destination=target.as_uri())
+    landed = [json.loads(line, parse_float=Decimal) for line in target.read_text().splitlines()]
+    assert landed == [{c: r[c] for c in column_order(served) if c in r} for r in served]
+    with decimal.localcontext(prec=100):  # 38-digit costs: the default 28 digits would round the sum
+        assert Decimal(manifest["totals"]["by_currency"]["USD"]) == sum(r["ContractedCost"] for r in served)
+    assert manifest["reconciliation"]["ok"] is True
+    as_xcom = run_operator()
+    assert [r["ContractedCost"] for r in as_xcom] == [float(r["ContractedCost"]) for r in served]
+
+    assert CloudflareBillingPeriodSensor(task_id="wait", target="2025-02-20").execute({}) == usual_period
+    assert usual_period["start"] == "2025-02-14T00:00:00Z"

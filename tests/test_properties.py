@@ -30,17 +30,14 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-import pytest
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_cfbilling.utils import formats
 from airflow_provider_cfbilling.utils.formats import KNOWN_COLUMNS, check_records, column_order
 from airflow_provider_cfbilling.utils.reconcile import cost_totals, reconcile
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-pc = pytest.importorskip("pyarrow.compute")
 
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]

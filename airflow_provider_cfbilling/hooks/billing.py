@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +37,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingError,
     CloudflareBillingInputError,
     CloudflareConnectionError,
+    CloudflareNoBillingCycleError,
     CloudflarePermissionError,
     CloudflareRateLimitError,
     CloudflareResponseError,
@@ -43,6 +45,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareServerError,
     CloudflareTLSError,
 )
+from airflow_provider_cfbilling.utils.periods import BillingPeriod, billing_period_at, parse_instant
 from airflow_provider_cfbilling.utils.ratelimit import RateLimitBudget, RateLimitExhausted, budget_for_credential
 from airflow_provider_cfbilling.utils.spool import SpooledRecords, scan_envelope
 from airflow_provider_cfbilling.utils.validation import validate_account_id, validate_window
@@ -155,6 +158,11 @@ class CloudflareBillingHook(BaseHook):
     def settings(self) -> _ConnectionSettings:
         """The connection's settings, validated; credentials are registered with Airflow's masker."""
         where = self._where
+        if not isinstance(self.cloudflare_conn_id, str) or not self.cloudflare_conn_id.strip():
+            raise CloudflareBillingInputError(
+                f"cloudflare_conn_id={self.cloudflare_conn_id!r} is blank (did a template render to nothing?): "
+                "pass the id of a connection of type 'cloudflare', or leave it unset for 'cloudflare_default'."
+            )
         try:
             conn = self.get_connection(self.cloudflare_conn_id)
         except AirflowNotFoundException:
@@ -178,8 +186,8 @@ class CloudflareBillingHook(BaseHook):
         if conn.login:
             headers = {"X-Auth-Email": conn.login.strip(), "X-Auth-Key": secret}
         else:
+            # The masker replaces the token wherever it appears, so the header's value needs no mask of its own.
             headers = {"Authorization": f"Bearer {secret}"}
-            mask_secret(headers["Authorization"])
         headers["User-Agent"] = USER_AGENT
         headers["Accept"] = "application/json"
 
@@ -264,7 +272,9 @@ class CloudflareBillingHook(BaseHook):
         :param account_id: The account; default: the connection's ``account_id`` extra.
         :param from_: Start of the window: a date, an aware datetime (its UTC date), or an ISO string.
         :param to: End of the window, same types as ``from_``. Give both or neither.
-        :return: One dict per record, keyed by the API's field names, exactly as the API sent them.
+        :return: One dict per record, keyed by the API's field names, exactly as the API sent them: JSON
+            integers as ``int``, other JSON numbers as :class:`~decimal.Decimal` read from the answer's text
+            (a cost keeps every digit; never a binary float).
         """
         account = self._account(account_id)
         result = self._get("usage", account, _window_params(from_, to))
@@ -377,6 +387,38 @@ class CloudflareBillingHook(BaseHook):
             )
             time.sleep(wait)
         return wait
+
+    def get_billing_period(
+        self, account_id: str | None = None, *, at: Any, subscription_id: str | None = None
+    ) -> BillingPeriod:
+        """
+        Return the billing period of the account that contains the instant ``at``: one info call.
+
+        Periods are monthly, in UTC, on whole days: from midnight of the day of the subscription's
+        ``billing_cycle_anchor_timestamp`` (an anchor at ``2024-03-17T13:45:12Z`` gives periods starting on
+        the 17th at ``00:00:00Z``, as the usage rows' ``BillingPeriodStart``), anchors on the 29th to 31st
+        clamping to a short month's last day. See
+        :func:`~airflow_provider_cfbilling.utils.periods.billing_period_at` for the choice of subscription
+        and for cancelled subscriptions.
+
+        :param account_id: The account; None for the connection's ``account_id`` extra.
+        :param at: The instant to place: a date (midnight UTC), an aware datetime or an ISO 8601 string.
+        :param subscription_id: The subscription whose cycle defines the periods; default: the
+            earliest-anchored one active at ``at``.
+        :raises CloudflareNoBillingCycleError: the info answer says the account is not covered or lists no
+            subscription.
+        """
+        account = self._account(account_id)
+        moment = parse_instant(at, "at")  # checked before any request
+        info = self.get_billing_info(account)
+        if not info.get("covered") or not info.get("subscriptions"):
+            state = "is not covered (covered: false)" if not info.get("covered") else "lists no subscription"
+            raise CloudflareNoBillingCycleError(
+                f"Cloudflare's billing info for account {account} {state}: there is no billing-cycle anchor to "
+                f"place {moment.isoformat()} in a billing period. Check that the account is a self-serve (PayGo) "
+                "account whose token may read its billing; or fetch a window of dates (from_ and to) instead."
+            )
+        return billing_period_at(info, moment, subscription_id, account=account)
 
     def test_connection(self) -> tuple[bool, str]:
         """
@@ -569,7 +611,9 @@ class CloudflareBillingHook(BaseHook):
         """Turn one HTTP answer into the envelope's ``result``, or the matching exception."""
         envelope: Any = None
         try:
-            envelope = json.loads(body)
+            # Numbers with a fraction or exponent are read from the text as Decimal, never through a binary
+            # float: a cost keeps every digit Cloudflare sent.
+            envelope = json.loads(body, parse_float=Decimal)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or "success" not in envelope:
@@ -885,5 +929,13 @@ def _for_account(account_id: str | None) -> str:
 
 def _describe_type(value: Any) -> str:
     """The JSON name of a parsed value's type (what the API sent, not Python's name for it)."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        Decimal: "number",
+    }
     return "null" if value is None else names.get(type(value), type(value).__name__)

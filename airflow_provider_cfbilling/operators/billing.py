@@ -4,15 +4,8 @@ The operator composes the hook (HTTP), ``utils.periods`` (billing periods), ``ut
 formats) and ``utils.reconcile`` (exact totals and reconciliation). It imports nothing heavy at module
 level: pyarrow and the fsspec backends load inside ``execute``, so DAG files stay cheap to parse.
 
-Window semantics (see the README, "Windows: what is fetched"):
-
-* no ``from_``/``to``/``billing_period_of``: the current billing period, exactly as the API defines it
-  (the request carries no window parameters);
-* ``from_`` and ``to``: the half-open window ``[from_, to)`` of UTC days, FOCUS-style. The API is asked for
-  ``from_..to`` and rows with ``from_ <= ChargePeriodStart < to`` are kept, which is right whether the API
-  reads ``to`` inclusively or not. A datetime bound means its UTC date, as in the hook;
-* ``billing_period_of``: the whole billing period containing that date, computed from the account's
-  billing-cycle anchor (``get_billing_info``), so every mapped account gets its own period.
+The window rules (what is asked of the API and which rows are kept) live in :class:`UsageWindow`;
+the user documentation explains them once, in docs/operator.md.
 """
 
 from __future__ import annotations
@@ -48,8 +41,9 @@ from airflow_provider_cfbilling.utils.formats import (
     format_for_name,
     to_utc_timestamp,
     write_records,
+    xcom_records,
 )
-from airflow_provider_cfbilling.utils.periods import parse_instant, period_containing, select_subscription
+from airflow_provider_cfbilling.utils.periods import parse_instant
 from airflow_provider_cfbilling.utils.spool import FilteredRecords
 from airflow_provider_cfbilling.utils.validation import validate_account_id
 
@@ -140,7 +134,9 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     **Window**: give nothing (the current billing period), or ``from_`` and ``to`` (the half-open UTC-day
     window ``[from_, to)``), or ``billing_period_of`` (the whole billing period containing that date).
 
-    **XCom mode** (``destination=None``): returns the records exactly as the API sent them. A result
+    **XCom mode** (``destination=None``): returns the records as the API sent them, as plain JSON values:
+    costs and other non-integer numbers as floats (XCom carries no exact decimal; land a file for the API's
+    exact digits, which the manifest's totals also keep). Reconciliation runs on the exact values. A result
     larger than ``max_xcom_bytes`` fails with a pointer to ``destination`` or to the object-storage XCom
     backend.
 
@@ -152,7 +148,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     byte-identical objects, so re-runs are idempotent. Every ``Asset`` in ``outlets`` gets the manifest as
     its event's extra; every ``AssetAlias`` gets an event for the written URI.
 
-    :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``.
+    :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``. (templated)
     :param account_id: The account (32 hex characters). Default: the connection's ``account_id`` extra.
         (templated)
     :param from_: Start of the window, inclusive: a date, an aware datetime (its UTC date) or an ISO 8601
@@ -191,6 +187,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
+        "cloudflare_conn_id",
         "account_id",
         "from_",
         "to",
@@ -286,9 +283,10 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             window, fetched = self._fetch_or_defer(account, bounds, deferrals, spool_dir=None)
             in_memory = list(fetched)  # already a list: XCom values live in memory anyway
             if self.reconcile:
-                self._reconcile(in_memory, window, account)
-            self._check_xcom_size(in_memory)
-            return in_memory
+                self._reconcile(in_memory, window, account)  # on the exact decimals, before they become floats
+            as_xcom = xcom_records(in_memory)
+            self._check_xcom_size(as_xcom)
+            return as_xcom
         # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
         with tempfile.TemporaryDirectory(prefix="cfbilling-usage-") as spool_dir:
@@ -319,7 +317,10 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check = self._reconcile(records, window, account) if self.reconcile else None
-        size, digest = write_atomically(records, path, target.file_format)
+        try:
+            size, digest = write_atomically(records, path, target.file_format)
+        except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
+            raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
         manifest = {
             "uri": _clean_uri(path),
             "format": target.file_format,
@@ -457,11 +458,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     def _period_containing(self, account: str, instant: dt.datetime) -> tuple[dt.date, dt.date]:
         """The billing period (UTC days, end exclusive) of ``account`` that contains ``instant``."""
-        info = self.hook.get_billing_info(account)
-        subscription = select_subscription(info, self.subscription_id, at=instant)
-        # Usage rows are whole UTC days: a period starts on its anchor's day, whatever the anchor's time.
-        anchor = parse_instant(subscription["billing_cycle_anchor_timestamp"], "anchor").start_of("day")
-        period = period_containing(anchor, instant)
+        period = self.hook.get_billing_period(account, at=instant, subscription_id=self.subscription_id)
         return period.start.date(), period.end.date()
 
     def _fetch(self, account: str, window: UsageWindow, spool_dir: str | None) -> Records:

@@ -20,15 +20,14 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_provider_cfbilling.compat import AirflowRescheduleException, AirflowSensorTimeout, AirflowSkipException
 from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingInputError,
+    CloudflareNoBillingCycleError,
     CloudflareResponseError,
     CloudflareRouteNotFoundError,
 )
-from airflow_provider_cfbilling.triggers.billing import CloudflareBillingPeriodTrigger
 from airflow_provider_cfbilling.utils.periods import (
     BillingPeriod,
     parse_instant,
     period_containing,
-    select_subscription,
     start_day_is_ambiguous,
 )
 from airflow_provider_cfbilling.utils.validation import validate_account_id
@@ -63,8 +62,11 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
     window) starts at or after that end. An account with no usage yet in its current period gives the API
     nothing to disagree with, and the clock decides.
 
-    Periods are monthly, in UTC, anchored on the ``billing_cycle_anchor_timestamp`` of a subscription
-    (from the billing-info endpoint); anchors on the 29th to 31st clamp to a short month's last day. When
+    Periods are placed by :meth:`CloudflareBillingHook.get_billing_period`, the rule the operator's
+    ``billing_period_of`` uses too: monthly, in UTC, on whole days from the day of a subscription's
+    ``billing_cycle_anchor_timestamp`` (an anchor at ``13:45:12Z`` on the 17th gives periods from the 17th at
+    ``00:00:00Z``, as the API's ``BillingPeriodStart``); anchors on the 29th to 31st clamp to a short month's
+    last day. A target after a cancelled subscription's last period is refused. When
     the info endpoint is unavailable (404, or the account is not covered) the sensor falls back to the
     current-period probe and says so in the log: the current period's start then serves as the anchor.
 
@@ -81,7 +83,7 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
     ISO 8601 UTC (``2025-11-14T00:00:00Z``), ``end`` exclusive, ``source`` ``"info"`` or ``"probe"``.
     Downstream: ``from_="{{ ti.xcom_pull(task_ids='wait')['start'] }}"``.
 
-    :param cloudflare_conn_id: The Cloudflare connection (API token with Billing Read).
+    :param cloudflare_conn_id: The Cloudflare connection (API token with Billing Read). Templated.
     :param account_id: The account; default: the connection's ``account_id`` extra. Templated.
     :param target: An instant inside the period to wait for: a date, an aware datetime or an ISO 8601
         string. Default: the run's data interval start, else its logical date, else its ``run_after``.
@@ -90,7 +92,7 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
         Default two days: usage data lags up to a day, and a day of margin covers a late daily update.
     :param subscription_id: The subscription whose billing cycle defines the periods. Default: among the
         subscriptions active at ``target``, the one with the earliest anchor (the account's first paid
-        purchase); see :func:`~airflow_provider_cfbilling.utils.periods.select_subscription`. Templated.
+        purchase); see :func:`~airflow_provider_cfbilling.utils.periods.billing_period_at`. Templated.
     :param deferrable: Wait in the triggerer instead of a worker. Default: ``[operators]
         default_deferrable``.
     :param poke_interval: How often to check again once the close moment has passed but the API still
@@ -99,7 +101,7 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
         (``mode``, ``timeout``, ``soft_fail``, ...) work as for any sensor.
     """
 
-    template_fields: Sequence[str] = ("account_id", "target", "subscription_id")
+    template_fields: Sequence[str] = ("cloudflare_conn_id", "account_id", "target", "subscription_id")
     ui_color = "#f6821f"
 
     # The rendered, validated inputs (set by _read_inputs before any request).
@@ -217,6 +219,10 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
             if self.soft_fail or self.never_fail:
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
+        # Imported here, not at the top: the trigger module pulls in airflow.triggers.base, which a DAG file
+        # that only builds the sensor never needs (DAG-parse cost).
+        from airflow_provider_cfbilling.triggers.billing import CloudflareBillingPeriodTrigger
+
         self.defer(
             trigger=CloudflareBillingPeriodTrigger(
                 moment=min(wake_at, deadline), period=period, waiting_since=_iso(waiting_since)
@@ -250,25 +256,20 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
     def _find_period(self) -> dict[str, Any] | None:
         """Place the target in its billing period: from the info endpoint, else from the probe."""
         try:
-            info = self.hook.get_billing_info(self._account)
+            period = self.hook.get_billing_period(self._account, at=self._target, subscription_id=self.subscription_id)
         except CloudflareRouteNotFoundError as exc:
             reason = f"the info endpoint is unavailable (HTTP {exc.status} on {exc.path})"
+        except CloudflareNoBillingCycleError as exc:
+            reason = str(exc)
         else:
-            if info.get("covered") and info.get("subscriptions"):
-                subscription = select_subscription(info, self.subscription_id, at=self._target)
-                anchor = self._instant(subscription["billing_cycle_anchor_timestamp"], "anchor")
-                self.log.info(
-                    "Billing cycle of account %s: subscription %s, anchor %s.",
-                    self._account,
-                    subscription.get("id"),
-                    _iso(anchor),
-                )
-                return self._as_xcom(period_containing(anchor, self._target), anchor, subscription.get("id"))
-            reason = (
-                "the info endpoint says the account is not covered"
-                if not info.get("covered")
-                else "the info endpoint lists no subscription"
+            assert period.anchor is not None
+            self.log.info(
+                "Billing cycle of account %s: subscription %s, anchor %s.",
+                self._account,
+                period.subscription_id,
+                _iso(period.anchor),
             )
+            return self._as_xcom(period, period.anchor, period.subscription_id)
         return self._period_from_probe(reason)
 
     def _period_from_probe(self, reason: str) -> dict[str, Any] | None:

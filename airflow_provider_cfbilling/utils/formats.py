@@ -16,12 +16,15 @@ One module owns everything about how records become bytes, so every format agree
   ``decimal128(38, 18)`` for costs and consumed quantities, ``int64`` for the integer quantities, strings
   for everything else (unknown columns included; a non-string value is stored as its compact JSON text,
   so a column's type never depends on one day's data).
-* **Exact decimals**: a cost arrives as a JSON number, which ``json`` parses into a float. Assumption: the
-  API writes costs with at most 15 significant digits (Cloudflare's are a few decimal places). Any such
-  decimal survives the trip through a double, and the float's shortest ``repr`` gives its digits back, so
-  ``Decimal(repr(value))`` is the API's exact decimal and the sum of a Parquet cost column equals the exact
-  decimal sum of the API's values. A value needing more than 18 decimal places does not fit the schema and
-  fails loudly instead of being rounded.
+* **Exact decimals**: the hook reads every JSON number with a fraction or exponent from the answer's text
+  as a :class:`~decimal.Decimal` (``json.loads(..., parse_float=Decimal)``, ijson without ``use_float``),
+  never through a binary float, so a cost sent as ``0.123456789012345678`` keeps all its digits. JSONL,
+  JSON and CSV write those digits as sent (in plain decimal form, see :func:`json_text`); Parquet's
+  ``decimal128(38, 18)`` columns hold them exactly, and a value that needs more than 18 decimal places or
+  20 integer digits fails with :class:`CloudflareResponseError` instead of being rounded (as does an
+  integer outside Parquet's ``int64``). Floats are still accepted (records built by hand): their shortest
+  ``repr`` is taken as the decimal meant. XCom is the one place numbers become floats again:
+  :func:`xcom_records`.
 * **Deterministic bytes**: no timestamps, random ids or host names are written; the same records give a
   byte-identical file (Parquet's ``created_by`` names the pyarrow version, which is fixed per install).
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import io
 import itertools
 import json
@@ -130,9 +134,12 @@ def column_order(records: Iterable[Record]) -> list[str]:
     seen: set[str] = set()
     for record in records:
         seen.update(record)
+    return _ordered(seen)
+
+
+def _ordered(seen: set[str]) -> list[str]:
     known = [c for c in KNOWN_COLUMNS if c in seen or c in REQUIRED_COLUMNS]
-    unknown = sorted(seen.difference(KNOWN_COLUMNS))
-    return known + unknown
+    return known + sorted(seen.difference(KNOWN_COLUMNS))
 
 
 def to_decimal(value: Any, column: str = "value") -> Decimal | None:
@@ -141,6 +148,10 @@ def to_decimal(value: Any, column: str = "value") -> Decimal | None:
         return None
     if isinstance(value, bool):
         raise CloudflareResponseError(f"Column {column} holds a boolean ({value!r}), not a number.")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise CloudflareResponseError(f"Column {column} holds a non-finite number ({value!r}).")
+        return value
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
@@ -231,21 +242,27 @@ def _contract_problem(column: str, value: Any) -> str | None:
             f"holds the string {value!r} where the API sends a JSON number: the column's type changed, and "
             "landing it would turn a cost or quantity column into text"
         )
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return f"holds {value!r}, not a number"
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, (float, Decimal)) and not _is_finite(value):
         return f"holds {value!r}, not a finite number"
-    if column in INTEGER_COLUMNS and isinstance(value, float) and not value.is_integer():
+    if column in INTEGER_COLUMNS and isinstance(value, (float, Decimal)) and value != int(value):
         return f"holds {value!r}, not an integer"
     return None
 
 
-def json_text(value: Any) -> str:
-    """Compact JSON text of a parsed JSON value; numbers keep the API's plain decimal form.
+def _is_finite(value: float | Decimal) -> bool:
+    return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
 
-    Python's ``json`` writes ``5e-06`` for the literal ``0.000005``: the same number, other text. Here a
-    float is written as the plain decimal of its shortest repr (``0.000005``, ``3.0``), which is the API's
-    literal whenever the API writes plain decimals, and always reads back as the very same float.
+
+def json_text(value: Any) -> str:
+    """Compact JSON text of a parsed JSON value; numbers keep the API's digits, in plain decimal form.
+
+    A :class:`~decimal.Decimal` (what the hook reads a JSON number with a fraction or exponent as) is
+    written with exactly its digits, in plain form (``0.123456789012345678``, ``3.0``, ``0.0000001``
+    for ``1e-7``), so it is the API's literal whenever the API writes plain decimals and always the
+    API's exact value. A float (records built by hand) is written as the plain decimal of its shortest
+    repr, which reads back as the very same float; Python's ``json`` would write ``5e-06``.
 
     Text is UTF-8 as it is, except the three characters some line readers take for a line break (U+0085,
     U+2028, U+2029; ``json`` already escapes the ASCII controls): they are escaped, so that one JSON Lines
@@ -257,11 +274,11 @@ def json_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    if isinstance(value, (float, Decimal)):
+        if not _is_finite(value):
             raise CloudflareResponseError(f"A record holds a non-finite number ({value!r}).")
-        text = format(Decimal(repr(value)), "f")
-        return text if "." in text else text + ".0"  # keep it a float literal
+        text = format(value if isinstance(value, Decimal) else Decimal(repr(value)), "f")
+        return text if "." in text else text + ".0"  # keep it a decimal literal, as the API wrote it
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False).translate(_LINE_BREAK_ESCAPES)
     if isinstance(value, list):
@@ -269,6 +286,27 @@ def json_text(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{json_text(str(k))}:{json_text(v)}" for k, v in value.items()) + "}"
     raise CloudflareResponseError(f"A record holds a {type(value).__name__}, which is not a JSON value.")
+
+
+def xcom_records(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """The records as XCom carries them: plain JSON types, every :class:`~decimal.Decimal` a float.
+
+    Airflow's XCom serialisation has no exact decimal that reads back as a number everywhere, and XCom is
+    the convenience path for small answers handed to Python tasks: there a float is what a task expects.
+    Exact digits are for the file destinations and the manifest's totals (decimal strings). This is the
+    one place the provider turns the API's exact numbers into floats.
+    """
+    return [{key: _json_compatible(value) for key, value in record.items()} for record in records]
+
+
+def _json_compatible(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_json_compatible(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_compatible(item) for key, item in value.items()}
+    return value
 
 
 def text_value(value: Any) -> str | None:
@@ -350,6 +388,56 @@ def _to_integer(value: Any, column: str) -> int | None:
     return int(number)
 
 
+_INT64_RANGE = range(-(2**63), 2**63)
+_DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
+_DECIMAL_QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
+_WIDE = decimal.Context(prec=DECIMAL_PRECISION + 2)  # quantizing a value below the limit never rounds here
+
+
+def _parquet_misfit(column: str, value: Any) -> str | None:
+    """Why a decimal or integer column's value cannot be stored exactly in the Parquet schema, or None."""
+    if value is None:
+        return None
+    if column in INTEGER_COLUMNS:
+        number = _to_integer(value, column)
+        if number in _INT64_RANGE:
+            return None
+        return (
+            f"is {json_text(value)}, a number too large for Parquet's int64 column (-2**63 to 2**63 - 1). "
+            "The JSON formats and CSV keep it whole"
+        )
+    exact = to_decimal(value, column)
+    assert exact is not None
+    if abs(exact) < _DECIMAL_LIMIT and exact.quantize(_DECIMAL_QUANTUM, context=_WIDE) == exact:
+        return None
+    return (
+        f"is {json_text(value)}, which Parquet's decimal({DECIMAL_PRECISION}, {DECIMAL_SCALE}) column cannot hold "
+        f"without rounding (at most {DECIMAL_PRECISION - DECIMAL_SCALE} digits before the decimal point and "
+        f"{DECIMAL_SCALE} after). The JSON formats and CSV keep every digit the API sent"
+    )
+
+
+def _parquet_columns(records: Records) -> list[str]:
+    """:func:`column_order`, in the same pass checking that every number fits its Parquet column exactly.
+
+    Done before the Parquet writer opens, so a value that does not fit fails the write before a byte of
+    it is written, and never lands rounded.
+    """
+    seen: set[str] = set()
+    checked = DECIMAL_COLUMNS | INTEGER_COLUMNS
+    for index, record in enumerate(records):
+        seen.update(record)
+        for column in checked.intersection(record):
+            problem = _parquet_misfit(column, record[column])
+            if problem is not None:
+                raise CloudflareResponseError(
+                    f"In row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
+                    "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
+                    ".jsonl destination) instead of Parquet."
+                )
+    return _ordered(seen)
+
+
 def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
     stamp = to_utc_timestamp(value, column)
     if stamp is not None and stamp.microsecond % 1000:
@@ -370,11 +458,15 @@ def _parquet_column(column: str, values: Iterator[Any]) -> list[Any]:
 
 
 def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
-    """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records."""
+    """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records.
+
+    A number that its column cannot hold exactly raises :class:`CloudflareResponseError` before the
+    Parquet writer opens.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = column_order(records)
+    columns = _parquet_columns(records)
     schema = parquet_schema(columns)
     rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
     with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:

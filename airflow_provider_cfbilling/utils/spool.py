@@ -7,7 +7,7 @@ streaming pass, and hands over :class:`SpooledRecords`, which parses the ``resul
 record at a time, each time it is iterated (ijson's C backend; about as fast as ``json.loads``).
 
 Records come out exactly as :meth:`CloudflareBillingHook.get_paygo_usage` would return them: the API's
-keys in the API's order, JSON numbers as ``int``/``float``.
+keys in the API's order, JSON integers as ``int`` and other JSON numbers as exact ``Decimal``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def scan_envelope(fileobj: IO[bytes]) -> SpooledEnvelope:
     errors_builder: Any = None
     fileobj.seek(0)
     try:
-        for prefix, event, value in ijson.parse(fileobj, use_float=True):
+        for prefix, event, value in ijson.parse(fileobj):
             if prefix == "result":
                 if event in _KIND_OF_EVENT:
                     envelope.result_kind = _KIND_OF_EVENT[event]
@@ -104,7 +104,9 @@ class SpooledRecords:
         import ijson
 
         with open(self.path, "rb") as body:
-            yield from ijson.items(body, "result.item", use_float=True)
+            # Without use_float ijson reads a number with a fraction or exponent from its text as a Decimal (a
+            # cost keeps every digit the API sent) and an integer as an unbounded int (no overflow past 2**63).
+            yield from ijson.items(body, "result.item")
 
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -25,5 +25,7 @@ with DAG(
         task_id="land",
         billing_period_of="2025-10-01",
         destination=f"{OUT}/account={{account_id}}/usage.parquet",
-        outlets=[Asset(name="cloudflare_usage_test", uri=f"{OUT}/"), AssetAlias("cloudflare_usage_files")],
+        # Named by its URI (the default): one name per test directory, so a second run in the same metadata
+        # database (another test session, a mutation-testing phase) never meets a name taken by another URI.
+        outlets=[Asset(uri=f"{OUT}/"), AssetAlias("cloudflare_usage_files")],
     )

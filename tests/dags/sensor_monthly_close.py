@@ -7,6 +7,7 @@ runs comes from the environment:
 
 - ``SENSOR_MODE``: ``deferrable`` (default), ``poke`` or ``reschedule``
 - ``SENSOR_TARGET``: an instant inside the period to wait for (default: the run's data interval start)
+- ``SENSOR_ACCOUNT_ID``: the account (default: the connection's)
 - ``SENSOR_SETTLE_SECONDS``: the settle time (default 3600)
 - ``SENSOR_TIMEOUT_SECONDS``: the sensor's timeout (default 60); ``SENSOR_SOFT_FAIL=1`` skips on timeout
 """
@@ -39,6 +40,7 @@ with DAG(
 ):
     wait = CloudflareBillingPeriodSensor(
         task_id="wait",
+        account_id=os.environ.get("SENSOR_ACCOUNT_ID"),
         target=os.environ.get("SENSOR_TARGET"),
         settle=timedelta(seconds=float(os.environ.get("SENSOR_SETTLE_SECONDS", "3600"))),
         deferrable=MODE == "deferrable",

@@ -21,7 +21,14 @@ ACCOUNTS_ROUTE = "accounts"
 
 ANSWER_FAULTS = ("rate_limit", "block", "server_error", "success_false", "reset")
 SEND_FAULTS = ("slow", "truncated")
-RESULT_FAULTS = ("null_result", "wrong_type_result", "not_covered", "envelope_variant", "timestamp_style")
+RESULT_FAULTS = (
+    "null_result",
+    "wrong_type_result",
+    "not_covered",
+    "envelope_variant",
+    "timestamp_style",
+    "canned_result",
+)
 ROW_FAULTS = (
     "missing_column",
     "null_column",
@@ -74,6 +81,8 @@ class Fault:
             return route in USAGE_ROUTES
         if kind in ("null_result", "wrong_type_result", "timestamp_style"):
             return route in USAGE_ROUTES or route in INFO_ROUTES
+        if kind == "canned_result":
+            return route in self.params["routes"]
         return True
 
 
@@ -107,6 +116,12 @@ def validate_fault(kind: str, times: int | None, params: dict[str, Any]) -> None
         _check_messages("messages", params.get("messages"))
         if not isinstance(params.get("result_info", {}), dict):
             raise ValueError("envelope_variant 'result_info' must be a dict")
+    if kind == "canned_result":
+        routes = params.get("routes")
+        if not isinstance(routes, list) or not routes or not set(routes) <= USAGE_ROUTES | INFO_ROUTES:
+            raise ValueError(f"canned_result 'routes' must be a non-empty list of {sorted(USAGE_ROUTES | INFO_ROUTES)}")
+        if "result" not in params:
+            raise ValueError("canned_result needs 'result' (any JSON value: the envelope's result)")
     if kind == "timestamp_style" and params.get("style") not in TIMESTAMP_STYLES[1:]:
         raise ValueError(f"timestamp_style 'style' must be one of {list(TIMESTAMP_STYLES[1:])}")
     if kind == "long_decimals":
