@@ -34,6 +34,13 @@ CONNECTION_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Total time one call may spend waiting between retries (0: do not retry). Empty: 60.",
         "schema": {"type": ["number", "null"], "minimum": 0},
     },
+    "concurrent_tasks": {
+        "label": "Concurrent tasks",
+        "description": "How many tasks may call the API with these credentials at once, across all workers: "
+        "the slots of the Airflow pool the tasks run in. That many requests of every rate-limit window are kept "
+        "for tasks whose requests are still in flight, so together they never exceed it. Empty: 1.",
+        "schema": {"type": ["integer", "null"], "minimum": 1},
+    },
     "usage_path": {
         "label": "Usage path",
         "description": "Path of the usage endpoint under the base URL, containing {account_id}. Empty: "

@@ -75,7 +75,8 @@ class CloudflareAPIError(CloudflareBillingError):
     def _message(self) -> str:
         detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in self.errors if isinstance(e, dict))
         return (
-            f"Cloudflare API returned HTTP {self.status} for account {self.account_id} on {self.path}"
+            f"Cloudflare API returned HTTP {self.status}"
+            f"{'' if self.account_id is None else f' for account {self.account_id}'} on {self.path}"
             f" (errors: {detail or 'none given'}). {self.advice}"
         )
 

@@ -82,13 +82,17 @@ def sim(simulator_server: Any) -> Any:
     """The simulator, reset to its start state (clock 2025-11-20, no faults, empty request log).
 
     The hook's per-process memory of moved endpoint paths is cleared too: a test that moves a path must not
-    decide where the next test's first request goes.
+    decide where the next test's first request goes. So are the per-process rate-limit budgets: the
+    simulator's counters start afresh, and a budget must not carry the last test's window into this one.
     """
     from airflow_provider_cfbilling.hooks import billing
+    from airflow_provider_cfbilling.utils import ratelimit
 
     simulator_server.reset()
     with billing._learned_paths_lock:
         billing._learned_paths.clear()
+    with ratelimit._budgets_lock:
+        ratelimit._budgets.clear()
     return simulator_server
 
 

@@ -216,6 +216,13 @@ def test_templates_that_render_to_nothing_fail_a_real_dag_run_before_any_request
         ({"extra": {"account_id": STANDARD_ACCOUNT, "max_retry_wait": -1}}, r"extra 'max_retry_wait' .* is -1"),
         ({"extra": {"account_id": STANDARD_ACCOUNT, "usage_path": "/billing"}}, r"must be a path .*'\{account_id\}'"),
         ({"extra": {"account_id": STANDARD_ACCOUNT, "allow_insecure_http": "maybe"}}, r"use true or false"),
+        (
+            {"extra": {"account_id": STANDARD_ACCOUNT, "concurrent_tasks": 0}},
+            r"extra 'concurrent_tasks' \(the form's 'Concurrent tasks' field\) is 0: it must be a whole number of "
+            r"tasks, 1 or more: the slots of the Airflow pool",
+        ),
+        ({"extra": {"account_id": STANDARD_ACCOUNT, "concurrent_tasks": 2.5}}, r"'concurrent_tasks' .* is 2\.5"),
+        ({"extra": {"account_id": STANDARD_ACCOUNT, "concurrent_tasks": True}}, r"'concurrent_tasks' .* is True"),
     ],
 )
 def test_a_bad_connection_is_refused_before_any_request(

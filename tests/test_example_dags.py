@@ -25,6 +25,7 @@ from airflow_provider_cfbilling.testing.simulator import (
     EMPTY_ACCOUNT,
     FOCUS_ACCOUNT,
     STANDARD_ACCOUNT,
+    billing_period_start,
 )
 
 OPERATOR_EXAMPLES = sorted(
@@ -208,3 +209,47 @@ def test_backfill_defaults_to_the_connections_account(
     result = dag_runner(path, "example_cloudflare_backfill_accounts", logical_date=utc(2025, 11, 3))
     assert result.state == "success", result.task_states
     assert json.loads(json.dumps(result.xcom("land_period", map_index=0)))["account_id"] == STANDARD_ACCOUNT
+
+
+# -- 4. every account the token sees: discovery, dynamic task mapping, one pool for the token -----------
+
+
+def test_all_accounts_discovers_the_tokens_accounts_and_lands_each_once(
+    sim: Any, dag_runner: Any, base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token that sees 7 generated accounts and one of the catalogue's, under a tight rate limit."""
+    from airflow.models.pool import Pool
+    from conftest import connection_uri_json
+
+    token = "cfsim-all-accounts-token"
+    accounts = [STANDARD_ACCOUNT, *sim.add_generated_accounts(7)]
+    sim.add_token(token, accounts=accounts)
+    # 1 List Accounts call + 8 usage calls, at most 4 per 2 s: the tasks must wait for the window, not 429.
+    sim.set_rate_limit((4, 2, 30))
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, concurrent_tasks=2))
+    monkeypatch.setenv("CFBILLING_EXAMPLE_POOL", "cloudflare_billing_test")
+    Pool.create_or_update_pool("cloudflare_billing_test", slots=2, description="test", include_deferred=True)
+
+    path = EXAMPLE_DAGS / "example_cloudflare_all_accounts.py"
+    result = dag_runner(path, "example_cloudflare_all_accounts", logical_date=utc(2025, 11, 20))
+    assert result.state == "success", result.task_states
+    assert result.xcom("discover_accounts") == accounts
+    log = sim.requests
+    assert [r["status"] for r in log].count(429) == 0
+    assert sum(r["path"].endswith("/accounts") for r in log) == 1
+    assert sorted(r["account_id"] for r in log if r["path"].endswith("/billable-usage")) == sorted(accounts)
+
+    sim.set_rate_limit(None)  # reading back what the simulator serves is not part of the run
+    for index, account in enumerate(accounts):
+        records, exact = served(sim, account)
+        # The simulator's own period arithmetic. An account with no usage yet in its period (today is its
+        # anchor day) is placed by the operator at the wall clock's instant, not the simulator's.
+        today = sim.today if records else dt.datetime.now(dt.timezone.utc).date()
+        period = billing_period_start(sim.account(account).subscriptions[0].anchor, today).isoformat()
+        assert all(r["BillingPeriodStart"].startswith(period) for r in records)
+        target = base_dir / "all_accounts" / f"account={account}" / f"billing_period={period}" / "usage.jsonl"
+        assert_jsonl_matches(target.read_bytes(), records)
+        manifest = result.xcom("land_current_period", map_index=index)
+        assert (manifest["account_id"], manifest["uri"], manifest["rows"]) == (account, f"file://{target}", len(exact))
+    landed = sorted(p.relative_to(base_dir).as_posix() for p in (base_dir / "all_accounts").rglob("*") if p.is_file())
+    assert len(landed) == len(accounts)  # each account once, nothing else

@@ -527,3 +527,87 @@ def test_test_connection_does_not_name_the_temporary_connection_id(sim, use_conn
     assert "this connection extra 'account_id' (the form's 'Account ID' field)" in message
     assert "cloudflare_default" not in message and "'NOT-A-HEX-ID'" in message
     assert sim.request_count() == 0
+
+
+# -- List Accounts -------------------------------------------------------------------------------
+
+
+def test_list_accounts_reads_every_page(sim, use_conn):
+    generated = sim.add_generated_accounts(120)
+    token = "cfsim-list-accounts-paging"
+    sim.add_token(token, accounts=generated)
+    accounts = use_conn(token).list_accounts()
+
+    assert accounts == [{"id": a.account_id, "name": a.name} for a in sim.accounts() if a.account_id in generated]
+    assert [a["id"] for a in accounts] == generated  # the API's order, each once
+    pages = [r["query"] for r in sim.requests if r["path"].endswith("/accounts")]
+    assert pages == [{"page": str(n), "per_page": "50"} for n in (1, 2, 3)]
+
+
+def test_list_accounts_returns_only_what_the_token_sees(sim, use_conn):
+    token = "cfsim-list-accounts-subset"
+    sim.add_token(token, accounts=[FOCUS_ACCOUNT, STANDARD_ACCOUNT])
+    ids = [a["id"] for a in use_conn(token).list_accounts()]
+    assert ids == [a.account_id for a in sim.accounts() if a.account_id in (STANDARD_ACCOUNT, FOCUS_ACCOUNT)]
+    # The default token sees every account, the catalogue's and the generated ones alike.
+    assert [a["id"] for a in use_conn().list_accounts()] == [a.account_id for a in sim.accounts()]
+
+
+def test_list_accounts_without_a_page_count_stops_at_a_short_page(sim, use_conn):
+    generated = sim.add_generated_accounts(60)
+    token = "cfsim-list-accounts-no-page-count"
+    sim.add_token(token, accounts=generated)
+    sim.add_fault("envelope_variant", result_info={"total_pages": None})
+    assert [a["id"] for a in use_conn(token).list_accounts()] == generated
+    assert sim.request_count(path_contains="/accounts") == 2  # 50, then 10: the short page is the last
+
+
+def test_list_accounts_errors_are_the_hooks_errors_and_never_show_the_token(sim, use_conn):
+    with pytest.raises(CloudflareAuthenticationError) as err:
+        use_conn("cfsim-unknown-token-9f3e").list_accounts()
+    message = str(err.value)
+    assert "on /accounts" in message and "for account" not in message
+    assert "cfsim-unknown-token-9f3e" not in message and err.value.account_id is None
+
+
+def test_list_accounts_is_retried_like_every_call(sim, use_conn):
+    sim.add_fault("server_error", times=1, status=502)
+    sim.add_fault("rate_limit", times=1, retry_after=1)
+    hook = use_conn()
+    assert [a["id"] for a in hook.list_accounts()] == [a.account_id for a in sim.accounts()]
+    assert [r["status"] for r in sim.requests][:3] == [502, 429, 200]
+
+
+def test_list_accounts_success_false_is_an_error_not_no_accounts(sim, use_conn):
+    sim.add_fault("success_false")
+    with pytest.raises(CloudflareAPIError, match=r"HTTP 200 on /accounts .*success: false"):
+        use_conn().list_accounts()
+
+
+# -- rate limits: what the retry rule waits out ---------------------------------------------------
+
+
+def test_a_429_asking_for_exactly_the_retry_budget_is_waited_out(sim, use_conn):
+    sim.add_fault("rate_limit", times=1, retry_after=3)
+    hook = use_conn(max_retry_wait=3)
+    started = time.monotonic()
+    assert hook.get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
+    assert time.monotonic() - started >= 3
+    assert [r["status"] for r in sim.requests[:2]] == [429, 200]
+
+
+def test_a_429_longer_than_the_rate_limit_wait_raises_at_once_for_the_caller_to_defer(sim, use_conn):
+    sim.add_fault("rate_limit", times=1, retry_after=4)
+    use_conn(max_retry_wait=60)
+    hook = CloudflareBillingHook(max_rate_limit_wait=2)
+    with pytest.raises(CloudflareRateLimitError) as err:
+        hook.get_paygo_usage()
+    assert err.value.retry_after == 4 and sim.request_count() == 1
+
+
+def test_retries_log_no_deprecation_warning(sim, use_conn, recwarn):
+    sim.add_fault("server_error", times=2, status=503)
+    use_conn().get_paygo_usage()
+    assert [r["status"] for r in sim.requests[:3]] == [503, 503, 200]
+    # tenacity warns from the caller's line: the hook's module, every call, before the fix.
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning) and w.filename.endswith("billing.py")]

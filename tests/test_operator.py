@@ -587,7 +587,7 @@ def test_deferrals_are_bounded(sim: Any, use_conn: Any) -> None:
     use_conn(max_retry_wait=0)
     sim.add_fault("block")
     operator = CloudflarePaygoUsageOperator(task_id="usage", deferrable=True)
-    with pytest.raises(CloudflareRateLimitError, match="Still rate-limited after 3 deferred"):
+    with pytest.raises(CloudflareRateLimitError, match=f"Still rate-limited after {MAX_RATE_LIMIT_DEFERRALS} deferred"):
         operator.execute_complete({}, event=None, deferrals=MAX_RATE_LIMIT_DEFERRALS)
 
 
@@ -652,3 +652,35 @@ def test_importing_the_operator_loads_no_heavy_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert out.stdout.strip() == ""
+
+
+def test_a_resumed_task_meeting_a_new_block_defers_again_instead_of_sleeping(sim: Any, use_conn: Any) -> None:
+    """After a deferral the task resumes in a fresh process; if the token is blocked again, even for a wait
+    the hook could sleep through (30 s of a 60 s retry budget), it defers rather than hold a worker."""
+    from airflow_provider_cfbilling.compat import TaskDeferred
+
+    use_conn(max_retry_wait=60)
+    sim.add_fault("block", times=1, retry_after=30)
+    operator = CloudflarePaygoUsageOperator(task_id="usage", deferrable=True)
+    before = pendulum.now("UTC")
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute_complete({}, event=None, deferrals=1)
+    after = pendulum.now("UTC")
+    assert deferred.value.kwargs == {"deferrals": 2}
+    moment = deferred.value.trigger.moment  # the wait, plus up to 1 s of jitter
+    assert before.add(seconds=30) <= moment <= after.add(seconds=31)
+    assert [r["status"] for r in sim.requests] == [429]  # deferred at once: no retry from the worker
+
+
+def test_a_task_that_spent_the_window_down_to_the_reserve_waits_for_the_reset_before_ending(
+    sim: Any, use_conn: Any
+) -> None:
+    """The next task in the pool slot sends its first request before it can read the budget: a task that
+    left the window spent down to the requests kept for the other tasks waits for its reset first."""
+    sim.set_rate_limit((3, 2, 30))
+    use_conn(concurrent_tasks=3)  # 2 of every window kept for the other two tasks of the pool
+    operator = CloudflarePaygoUsageOperator(task_id="usage")
+    started = time.monotonic()
+    assert operator.execute({}) == served(sim, STANDARD_ACCOUNT)[0]
+    assert time.monotonic() - started >= 1.0  # the 2 s window (its reset as reported, rounded up)
+    assert operator.hook._rate_limit.handover_wait() == 0

@@ -20,6 +20,7 @@ from airflow_provider_cfbilling.utils.ratelimit import (
     RateLimitExhausted,
     budget_for_credential,
     parse_ratelimit,
+    parse_ratelimit_policy,
 )
 from tests.conftest import connection_uri_json
 
@@ -39,8 +40,11 @@ class FakeClock:
         self.now += seconds
 
 
-def header(remaining: int, reset_in: float) -> dict[str, str]:
-    return {"Ratelimit": f'"default";r={remaining};t={reset_in}'}
+def header(remaining: int, reset_in: float, quota: int | None = None) -> dict[str, str]:
+    headers = {"Ratelimit": f'"default";r={remaining};t={reset_in}'}
+    if quota is not None:
+        headers["Ratelimit-Policy"] = f'"default";q={quota};w=300'
+    return headers
 
 
 @pytest.fixture
@@ -113,6 +117,172 @@ def test_the_budget_is_keyed_by_a_hash_of_the_credential_never_the_credential() 
     assert budget_for_credential("https://api.example/client/v4", token + "x") is not first
     assert budget_for_credential("https://other.example/client/v4", token) is not first
     assert not any(token in key for key in ratelimit._budgets)
+
+
+# -- many task processes sharing one token ---------------------------------------------------------
+
+
+def run_task(connection: str, accounts: list[str], report: Any) -> None:
+    """One Airflow task in a process of its own: build the hook, fetch the accounts, hand the slot on."""
+    import os
+
+    from airflow_provider_cfbilling.exceptions import CloudflareBillingError
+
+    os.environ["AIRFLOW_CONN_CLOUDFLARE_FLEET"] = connection
+    hook = CloudflareBillingHook("cloudflare_fleet")
+    outcome: dict[str, Any] = {"fetched": 0, "errors": []}
+    try:
+        for account in accounts:
+            hook.get_paygo_usage(account)
+            outcome["fetched"] += 1
+    except CloudflareBillingError as exc:
+        outcome["errors"].append(type(exc).__name__)
+    finally:
+        hook.wait_for_rate_limit_handover()
+    report.send(outcome)
+
+
+def run_in_pool(connection: str, tasks: list[list[str]], slots: int) -> list[dict[str, Any]]:
+    """Run each task in a process of its own, at most ``slots`` at once (an Airflow pool's slots).
+
+    Processes are forked from a server process that imported the hook once, as Celery's prefork and
+    LocalExecutor workers fork task processes from a warm parent; the first ``slots`` tasks start
+    together, and each slot starts its next task as soon as the last one exits.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["airflow_provider_cfbilling.hooks.billing"])
+    queue = list(tasks)
+    lock = threading.Lock()
+    first_wave = threading.Barrier(slots)
+    outcomes: list[dict[str, Any]] = []
+
+    def slot() -> None:
+        first_wave.wait()
+        while True:
+            with lock:
+                if not queue:
+                    return
+                task = queue.pop(0)
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(target=run_task, args=(connection, task, sender))
+            process.start()
+            sender.close()
+            # A task that dies before reporting fails the test here (EOFError). Its exit status after reporting
+            # is not the subject: a forked interpreter's teardown has been seen to end it with 255.
+            outcome = receiver.recv()
+            process.join()
+            with lock:
+                outcomes.append(outcome)
+
+    failures: list[BaseException] = []
+
+    def guarded_slot() -> None:
+        try:
+            slot()
+        except BaseException as exc:  # a slot's failure fails the test, not only its thread
+            failures.append(exc)
+            first_wave.abort()
+
+    threads = [threading.Thread(target=guarded_slot) for _ in range(slots)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return outcomes
+
+
+@pytest.fixture
+def fleet(sim: Any) -> Any:
+    """One token for every task process, on a simulator enforcing 6 requests per 2 s (block: 30 s);
+    returns the connection (JSON) and the tasks, each a list of accounts to fetch."""
+
+    def configure(**extra: Any) -> list[list[str]]:
+        token = f"cfsim-fleet-{time.monotonic_ns()}"
+        accounts = sim.add_generated_accounts(6)
+        sim.add_token(token, accounts=accounts)
+        sim.set_rate_limit((6, 2, 30))
+        # 6 tasks of 4 requests each (3 pool slots, 2 tasks per slot): 24 requests, four windows' worth.
+        tasks = [[accounts[(n + k) % len(accounts)] for k in range(4)] for n in range(len(accounts))]
+        return connection_uri_json(sim.url, token, **extra), tasks
+
+    return configure
+
+
+def test_task_processes_sharing_a_token_in_a_pool_never_get_a_429(sim: Any, fleet: Any) -> None:
+    connection, tasks = fleet(concurrent_tasks=3, max_retry_wait=10)
+    outcomes = run_in_pool(connection, tasks, slots=3)
+
+    assert len(outcomes) == len(tasks)
+    assert all(outcome == {"fetched": 4, "errors": []} for outcome in outcomes), outcomes
+    statuses = [r["status"] for r in sim.requests]
+    assert statuses.count(429) == 0 and statuses.count(200) == 24
+
+
+def test_the_per_process_budget_alone_overshoots_with_several_processes(sim: Any, fleet: Any) -> None:
+    """The control: without the pool's size (each process reserves for itself only), the same tasks get
+    429s and block the token, as measured on the real engine. It shows the test above can fail."""
+    connection, tasks = fleet(max_retry_wait=0)
+    outcomes = run_in_pool(connection, tasks, slots=3)
+
+    statuses = [r["status"] for r in sim.requests]
+    assert statuses.count(429) > 0
+    assert any("CloudflareRateLimitError" in outcome["errors"] for outcome in outcomes)
+
+
+# -- the reserve for other processes, with a fake clock -------------------------------------------
+
+
+def test_the_reserve_for_other_tasks_is_not_spent(budget: RateLimitBudget, clock: FakeClock) -> None:
+    budget.share_with(4)  # three other tasks may have a request in flight, unseen
+    spend(budget, header(10, 30))
+    for _ in range(7):  # 10 left: 7 may go, 3 stay for the others
+        spend(budget, None)
+    with pytest.raises(RateLimitExhausted) as err:
+        budget.reserve(max_wait=5)
+    assert err.value.wait == 30 and clock.waits == []
+
+
+def test_the_reserve_is_at_least_two_percent_of_the_reported_quota(budget: RateLimitBudget) -> None:
+    spend(budget, header(1000, 300, quota=1200))  # 24 kept back, though no pool size was given
+    assert budget.held_back == 24
+    budget.share_with(40)
+    assert budget.held_back == 39
+
+
+def test_a_task_that_spent_down_to_the_reserve_hands_its_slot_on_after_the_reset(
+    budget: RateLimitBudget, clock: FakeClock
+) -> None:
+    budget.share_with(3)
+    spend(budget, header(5, 12))
+    assert budget.handover_wait() == 0  # 5 left, 2 kept: the next task may send at once
+    for _ in range(3):
+        spend(budget, None)
+    assert budget.handover_wait() == 12  # down to the reserve: wait for the reset
+    clock.now = 12.5
+    assert budget.handover_wait() == 0
+
+
+def test_a_process_that_made_no_request_hands_over_at_once(budget: RateLimitBudget) -> None:
+    budget.share_with(8)
+    assert budget.handover_wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"default";q=1200;w=300', 1200),
+        ('"default";q=1200;w=300, "burst";q=100;w=60', 100),
+        ('"default";w=300', None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_ratelimit_policy(value: str | None, expected: int | None) -> None:
+    assert parse_ratelimit_policy(value) == expected
 
 
 # -- the header ----------------------------------------------------------------------------------

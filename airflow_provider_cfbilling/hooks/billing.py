@@ -53,6 +53,12 @@ from airflow_provider_cfbilling.utils.validation import validate_account_id, val
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRY_WAIT = 60.0
+# Added to a 429's Retry-After so that the tasks it released do not all send at the same instant; a retry
+# budget of N seconds honours a Retry-After of N seconds plus this.
+RATE_LIMIT_JITTER = 1.0
+# List Accounts: Cloudflare's largest page.
+ACCOUNTS_PATH = "/accounts"
+ACCOUNTS_PER_PAGE = 50
 
 # Cloudflare's documented path first, then the older ones it replaced, newest first: the endpoint has moved
 # twice, and an account may still be served on an older path only.
@@ -89,6 +95,7 @@ class _ConnectionSettings:
     account_id: str | None
     timeout: float
     max_retry_wait: float
+    concurrent_tasks: int
     usage_path: str | None  # None: not configured, the known paths are tried
     info_path: str | None
     verify: bool | str
@@ -101,8 +108,9 @@ class CloudflareBillingHook(BaseHook):
     The connection (type ``cloudflare``) holds the API token with the *Billing Read* permission in
     ``password``. With ``login`` set to an email, ``password`` is read as a Global API key instead and
     the legacy ``X-Auth-Email``/``X-Auth-Key`` headers are sent. ``host`` may override the API base URL.
-    Extras: ``account_id`` (default account), ``timeout``, ``max_retry_wait``, ``usage_path``,
-    ``info_path``, ``verify`` (TLS verification, or a CA bundle path) and ``allow_insecure_http``.
+    Extras: ``account_id`` (default account), ``timeout``, ``max_retry_wait``, ``concurrent_tasks``,
+    ``usage_path``, ``info_path``, ``verify`` (TLS verification, or a CA bundle path) and
+    ``allow_insecure_http``.
 
     :param cloudflare_conn_id: The Airflow connection id. Default ``cloudflare_default``.
     :param timeout: Seconds to wait for a connection and for each read; overrides the connection's
@@ -112,7 +120,12 @@ class CloudflareBillingHook(BaseHook):
         :class:`~airflow_provider_cfbilling.exceptions.CloudflareRateLimitError` at once, and so does a
         request that would have to wait longer for the token's rate-limit window: requests are throttled
         before they are sent, on the budget the API reports in its ``Ratelimit`` header, shared by every
-        hook and thread of the process that uses the same credentials (see ``utils/ratelimit.py``).
+        hook and thread of the process that uses the same credentials, keeping back the requests that the
+        connection's ``concurrent_tasks`` other tasks may have in flight (see ``utils/ratelimit.py``).
+    :param max_rate_limit_wait: Longest wait for the rate limit (a 429's ``Retry-After``, or the reset of a
+        spent window) spent in this process; a longer one raises
+        :class:`~airflow_provider_cfbilling.exceptions.CloudflareRateLimitError` at once, so that a
+        deferrable task can wait in the triggerer instead. Default: ``max_retry_wait``.
     """
 
     conn_name_attr = "cloudflare_conn_id"
@@ -126,11 +139,13 @@ class CloudflareBillingHook(BaseHook):
         *,
         timeout: float | None = None,
         max_retry_wait: float | None = None,
+        max_rate_limit_wait: float | None = None,
     ) -> None:
         super().__init__()
         self.cloudflare_conn_id = cloudflare_conn_id
         self._timeout = timeout
         self._max_retry_wait = max_retry_wait
+        self._max_rate_limit_wait = max_rate_limit_wait
         # How messages name the connection; see test_connection for when it cannot be named.
         self._where = f"connection '{cloudflare_conn_id}'"
 
@@ -204,6 +219,7 @@ class CloudflareBillingHook(BaseHook):
                 DEFAULT_MAX_RETRY_WAIT,
                 allow_zero=True,
             ),
+            concurrent_tasks=_concurrent_tasks(extra.get("concurrent_tasks"), where),
             usage_path=_configured_path(extra.get("usage_path"), where, "usage_path"),
             info_path=_configured_path(extra.get("info_path"), where, "info_path"),
             verify=_verify_setting(extra.get("verify"), where),
@@ -228,7 +244,16 @@ class CloudflareBillingHook(BaseHook):
     @cached_property
     def _rate_limit(self) -> RateLimitBudget:
         """The budget shared by every hook and thread of this process that uses the same credentials."""
-        return budget_for_credential(self.settings.base_url, *self.settings.secrets)
+        budget = budget_for_credential(self.settings.base_url, *self.settings.secrets)
+        budget.share_with(self.settings.concurrent_tasks)
+        return budget
+
+    @property
+    def _rate_limit_wait(self) -> float:
+        """Longest in-process wait for the rate limit (see ``max_rate_limit_wait``)."""
+        if self._max_rate_limit_wait is None:
+            return self.settings.max_retry_wait
+        return min(self._max_rate_limit_wait, self.settings.max_retry_wait)
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -300,6 +325,68 @@ class CloudflareBillingHook(BaseHook):
                 f"{_describe_type(result)}, not an object with 'covered' and 'subscriptions'."
             )
         return result
+
+    def list_accounts(self) -> list[dict[str, Any]]:
+        """
+        Return every account these credentials can see (``GET /accounts``, all pages).
+
+        Pages are read until the page count the API reports (``result_info.total_pages``); an account that
+        shows up on two pages (accounts added while paging) is listed once.
+
+        :return: ``[{"id": ..., "name": ...}]`` in the API's order; ``name`` may be None.
+        """
+        accounts: dict[str, dict[str, Any]] = {}
+        page = 1
+        while True:
+            params = {"page": str(page), "per_page": str(ACCOUNTS_PER_PAGE)}
+            result, paging = self._request(ACCOUNTS_PATH, None, params, None, with_paging=True)
+            if not isinstance(result, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("id"), str) for item in result
+            ):
+                raise CloudflareResponseError(
+                    f"Cloudflare answered List Accounts (page {page}) with a 'result' that is not a list of "
+                    f"accounts with an 'id' ({_describe_type(result)}). A proxy or an API change; retry later, "
+                    "and report it if it persists."
+                )
+            for item in result:
+                accounts.setdefault(item["id"], {"id": item["id"], "name": item.get("name")})
+            total_pages = paging.get("total_pages") if isinstance(paging, dict) else None
+            # Without a page count, a short or empty page is the last one.
+            more = page < total_pages if isinstance(total_pages, int) else len(result) >= ACCOUNTS_PER_PAGE
+            if not more or not result:
+                return list(accounts.values())
+            page += 1
+
+    def wait_for_rate_limit_handover(self) -> float:
+        """
+        Before a task gives up its pool slot: if this process spent the token's rate-limit window down to
+        the requests kept for other tasks, wait for the window to reset.
+
+        The next task in the slot sends its first request before it can read the budget; this wait is what
+        makes that request safe (see ``utils/ratelimit.py``). A process that made no request does not wait,
+        nor does one whose reset is further away than ``max_retry_wait`` (a block: every request of the
+        token is refused until it ends anyway).
+
+        :return: the seconds waited
+        """
+        if "_rate_limit" not in self.__dict__:
+            return 0.0
+        wait = self._rate_limit.handover_wait()
+        if wait > self.settings.max_retry_wait:
+            self.log.warning(
+                "This token's rate limit resets in %.0f s, longer than this connection's max_retry_wait: not "
+                "waiting for it before handing the pool slot on.",
+                wait,
+            )
+            return 0.0
+        if wait > 0:
+            self.log.info(
+                "This token's rate-limit window is spent down to the requests kept for other tasks: "
+                "waiting %.1f s for it to reset before handing the pool slot on.",
+                wait,
+            )
+            time.sleep(wait)
+        return wait
 
     def get_billing_period(
         self, account_id: str | None = None, *, at: Any, subscription_id: str | None = None
@@ -417,15 +504,28 @@ class CloudflareBillingHook(BaseHook):
             advice=advice,
         )
 
-    def _request(self, path: str, account_id: str, params: Mapping[str, str] | None, spool_dir: str | None) -> Any:
-        """One logical call: retried on 429/5xx/network errors within ``max_retry_wait`` seconds."""
+    def _request(
+        self,
+        path: str,
+        account_id: str | None,
+        params: Mapping[str, str] | None,
+        spool_dir: str | None,
+        *,
+        with_paging: bool = False,
+    ) -> Any:
+        """One logical call: retried on 429/5xx/network errors within ``max_retry_wait`` seconds.
+
+        :param account_id: the account the call is about, for messages; None for List Accounts
+        :param with_paging: return ``(result, result_info)`` instead of the result
+        """
         budget = self.settings.max_retry_wait
+        rate_limit_wait = self._rate_limit_wait
         deadline = time.monotonic() + budget
         log = self.log
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda exc: _is_transient(exc, budget)),
+            retry=tenacity.retry_if_exception(lambda exc: _is_transient(exc, rate_limit_wait)),
             wait=_wait_for(budget),
-            stop=tenacity.stop_before_delay(budget),
+            stop=_stop_after_sleeping(budget),
             before_sleep=lambda state: _log_retry(log, state),
             reraise=True,
         )
@@ -433,16 +533,23 @@ class CloudflareBillingHook(BaseHook):
         # session (with an open socket) live until the next full garbage collection.
         for attempt in retrying:
             with attempt:
-                return self._request_once(path, account_id, params, deadline, spool_dir)
+                max_wait = min(deadline - time.monotonic(), rate_limit_wait)
+                return self._request_once(path, account_id, params, max_wait, spool_dir, with_paging)
 
     def _request_once(
-        self, path: str, account_id: str, params: Mapping[str, str] | None, deadline: float, spool_dir: str | None
+        self,
+        path: str,
+        account_id: str | None,
+        params: Mapping[str, str] | None,
+        max_wait: float,
+        spool_dir: str | None,
+        with_paging: bool = False,
     ) -> Any:
         url = self.settings.base_url + path
         try:
-            slot = self._rate_limit.reserve(max_wait=deadline - time.monotonic())
+            slot = self._rate_limit.reserve(max_wait=max_wait)
         except RateLimitExhausted as exc:
-            raise _rate_limit_error(exc.wait, account_id, path, self.settings.max_retry_wait) from None
+            raise _rate_limit_error(exc.wait, account_id, path, self._rate_limit_wait) from None
         try:
             with slot:
                 # `verify` is passed per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
@@ -461,19 +568,24 @@ class CloudflareBillingHook(BaseHook):
                     spooled, body = None, response.content
         except requests.exceptions.SSLError as exc:
             raise CloudflareTLSError(
-                f"TLS verification of {self.settings.base_url} failed for account {account_id} on {path}: "
+                f"TLS verification of {self.settings.base_url} failed{_for_account(account_id)} on {path}: "
                 f"{self._redact(type(exc).__name__ + ': ' + str(exc))}. Check the host, or point the connection "
                 "extra 'verify' at the CA bundle that signed its certificate."
             ) from None
         except requests.RequestException as exc:
             raise CloudflareConnectionError(
-                f"Could not reach the Cloudflare API at {self.settings.base_url} for account {account_id} "
+                f"Could not reach the Cloudflare API at {self.settings.base_url}{_for_account(account_id)} "
                 f"on {path}: {self._redact(type(exc).__name__ + ': ' + str(exc))}. Check the network and "
                 "the connection's host; transient failures were retried."
             ) from None
         if spooled is not None:
+            assert account_id is not None  # only usage answers are spooled
             return self._check_spooled(spooled, response.status_code, account_id, path)
-        return self._parse(response.status_code, response.headers, body, account_id, path)
+        result = self._parse(response.status_code, response.headers, body, account_id, path)
+        if with_paging:
+            # The body already parsed as a success envelope; List Accounts' pages are small.
+            return result, json.loads(body).get("result_info")
+        return result
 
     def _check_spooled(self, spool_path: str, status: int, account_id: str, path: str) -> SpooledRecords:
         """Check a spooled 2xx answer's envelope in one streaming pass, without building its records."""
@@ -495,7 +607,7 @@ class CloudflareBillingHook(BaseHook):
             raise
         return SpooledRecords(spool_path, envelope.records)
 
-    def _parse(self, status: int, headers: Mapping[str, str], body: bytes, account_id: str, path: str) -> Any:
+    def _parse(self, status: int, headers: Mapping[str, str], body: bytes, account_id: str | None, path: str) -> Any:
         """Turn one HTTP answer into the envelope's ``result``, or the matching exception."""
         envelope: Any = None
         try:
@@ -509,7 +621,7 @@ class CloudflareBillingHook(BaseHook):
             if status >= 500 or status == 429:
                 raise _api_error(status, [], account_id, path, headers, self.settings.max_retry_wait)
             raise CloudflareResponseError(
-                f"Cloudflare answered HTTP {status} for account {account_id} on {path} with a body that is "
+                f"Cloudflare answered HTTP {status}{_for_account(account_id)} on {path} with a body that is "
                 f"not a Cloudflare JSON envelope ({len(body)} bytes, starting {snippet[:80]!r}). A proxy or an "
                 "incomplete answer; retry later."
             )
@@ -532,7 +644,7 @@ class CloudflareBillingHook(BaseHook):
 def _api_error(
     status: int,
     errors: list[dict[str, Any]],
-    account_id: str,
+    account_id: str | None,
     path: str,
     headers: Mapping[str, str],
     max_retry_wait: float,
@@ -566,7 +678,7 @@ def _api_error(
     if codes & PERMISSION_CODES or status == 403:
         return CloudflarePermissionError(
             advice=(
-                f"The credentials may not read billing for account {account_id}: the API token needs the "
+                f"The credentials may not read billing{_for_account(account_id)}: the API token needs the "
                 "'Billing Read' permission on that account, and the account must be a PayGo (self-serve) "
                 "account."
             ),
@@ -585,7 +697,9 @@ def _api_error(
     return CloudflareAPIError(advice="The request was rejected; see Cloudflare's error message.", **common)
 
 
-def _rate_limit_error(wait: float, account_id: str, path: str, max_retry_wait: float) -> CloudflareRateLimitError:
+def _rate_limit_error(
+    wait: float, account_id: str | None, path: str, max_retry_wait: float
+) -> CloudflareRateLimitError:
     """The token's budget is spent (per the API's Ratelimit header): refuse before sending, not after a 429."""
     return CloudflareRateLimitError(
         status=429,
@@ -629,16 +743,49 @@ def _is_transient(exc: BaseException, budget: float) -> bool:
 
 def _wait_for(budget: float) -> Callable[[tenacity.RetryCallState], float]:
     """Honour ``Retry-After`` when the API sent one; otherwise exponential backoff with jitter."""
-    backoff = tenacity.wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5)
+    backoff = tenacity.wait_exponential(multiplier=0.5, max=8.0) + tenacity.wait_random(0, 0.5)
 
     def wait(state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, CloudflareRateLimitError) and error.retry_after > 0:
-            # A little jitter so many workers released by the same Retry-After do not stampede.
-            return min(budget, error.retry_after + random.uniform(0, 0.25))
+            # Jitter, so that the tasks released by the same Retry-After do not all send at once. Not cut
+            # to the budget: sending before Retry-After has passed only earns another 429.
+            return error.retry_after + random.uniform(0, RATE_LIMIT_JITTER)
         return float(backoff(state))
 
     return wait
+
+
+def _stop_after_sleeping(budget: float) -> Callable[[tenacity.RetryCallState], bool]:
+    """Stop when the next wait would not end within ``budget`` seconds of the call's start.
+
+    A 429's wait counts as the ``Retry-After`` it asked for, after the sleeps already taken (its jitter is
+    not counted): a 429 asking for exactly ``budget`` seconds is waited out, not given up at once.
+    """
+    before_delay = tenacity.stop_before_delay(budget)
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, CloudflareRateLimitError) and error.retry_after > 0:
+            return state.idle_for + error.retry_after > budget
+        return bool(before_delay(state))
+
+    return stop
+
+
+def _concurrent_tasks(value: Any, where: str) -> int:
+    """The ``concurrent_tasks`` extra: a whole number of tasks, 1 or more (default 1)."""
+    if value is None:
+        return 1
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise CloudflareBillingInputError(
+            f"{_extra(where, 'concurrent_tasks')} is {value!r}: it must be a whole number of tasks, 1 or more: "
+            "the slots of the Airflow pool that the tasks using this connection run in. Leave it empty for 1."
+        )
+    return number
 
 
 def _validate_base_url(url: str, where: str, allow_insecure_http: bool) -> str:
@@ -736,7 +883,9 @@ def _as_bool(value: Any, where: str) -> bool:
     raise CloudflareBillingInputError(f"{_extra(where, 'allow_insecure_http')} is {value!r}: use true or false.")
 
 
-def _success_false_error(status: int, errors: list[dict[str, Any]], account_id: str, path: str) -> CloudflareAPIError:
+def _success_false_error(
+    status: int, errors: list[dict[str, Any]], account_id: str | None, path: str
+) -> CloudflareAPIError:
     """A 2xx answer whose envelope says ``success: false``: an error, never an empty result."""
     return CloudflareAPIError(
         status=status,
@@ -771,6 +920,11 @@ def _not_a_list_of_records(account_id: str, kind: str) -> CloudflareResponseErro
         "of records. This is not 'no usage' (that is []); the API or a proxy misbehaved: retry later, and report "
         "it if it persists."
     )
+
+
+def _for_account(account_id: str | None) -> str:
+    """`` for account X`` in a message, or nothing for a call about no one account (List Accounts)."""
+    return "" if account_id is None else f" for account {account_id}"
 
 
 def _describe_type(value: Any) -> str:

@@ -14,23 +14,25 @@ import datetime as dt
 import hashlib
 import json
 import os
+import random
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from airflow_provider_cfbilling.compat import TaskDeferred
 from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingError,
     CloudflareBillingInputError,
     CloudflareRateLimitError,
     CloudflareResponseError,
 )
-from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
+from airflow_provider_cfbilling.hooks.billing import RATE_LIMIT_JITTER, CloudflareBillingHook
 from airflow_provider_cfbilling.utils import reconcile as reconciliation
 from airflow_provider_cfbilling.utils.focus import FocusRecords, check_focus_version
 from airflow_provider_cfbilling.utils.formats import (
@@ -53,8 +55,12 @@ if TYPE_CHECKING:
 ACCOUNT_PLACEHOLDER = "{account_id}"
 BILLING_PERIOD_PLACEHOLDER = "{billing_period}"
 
-# How often one try may defer on a long 429 before failing and leaving it to Airflow's retries.
-MAX_RATE_LIMIT_DEFERRALS = 3
+# How often one try may defer for the rate limit before failing and leaving it to Airflow's retries.
+MAX_RATE_LIMIT_DEFERRALS = 10
+# A deferrable task waits out shorter rate-limit waits in the worker: a round trip through the triggerer
+# and the scheduler costs seconds too.
+DEFERRABLE_MAX_RATE_LIMIT_WAIT = 5.0
+_Result = TypeVar("_Result")
 DEFAULT_MAX_XCOM_BYTES = 1_048_576
 
 # Object stores without a rename: one upload of the complete object is atomic there.
@@ -173,9 +179,16 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         Default False.
     :param max_xcom_bytes: Largest result (JSON bytes) returned as XCom; None for no limit. Ignored when
         the object-storage XCom backend is configured to offload large values. Default 1 MiB.
-    :param deferrable: On a rate limit longer than the hook may wait, defer for that wait (no worker slot
-        held) and resume, at most 3 times per try. Without it the task fails with the wait in the message
-        and Airflow's retries take over. Default ``[operators] default_deferrable``.
+    :param deferrable: On a rate-limit wait longer than 5 s (a 429's ``Retry-After``, or the reset of the
+        token's spent window), defer for that wait (no worker held) and resume, at most 10 times per try.
+        Without it the task waits in the worker up to the connection's ``max_retry_wait``, then fails with
+        the wait in the message and Airflow's retries take over. Default ``[operators] default_deferrable``.
+
+    **Many accounts, one token**: run the tasks in an Airflow pool for the token, created with
+    ``--include-deferred``, and set the connection extra ``concurrent_tasks`` to its slots. Each task
+    keeps that many requests of every rate-limit window for the others; one that saw the window spent
+    down to them waits for its reset before it gives its slot up, so the next task's first request is
+    safe (see ``utils/ratelimit.py``).
     """
 
     template_fields: Sequence[str] = (
@@ -229,17 +242,39 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> CloudflareBillingHook:
-        return CloudflareBillingHook(cloudflare_conn_id=self.cloudflare_conn_id)
+        return CloudflareBillingHook(
+            cloudflare_conn_id=self.cloudflare_conn_id,
+            max_rate_limit_wait=DEFERRABLE_MAX_RATE_LIMIT_WAIT if self.deferrable else None,
+        )
 
     # -- entry points -----------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        return self._run(context, deferrals=0)
+        return self._handing_over(lambda: self._run(context, deferrals=0))
 
     def execute_complete(self, context: Context, event: Any = None, deferrals: int = 1) -> Any:
         """Resume after a rate-limit wait: fetch and write again, from the start."""
         self.log.info("Resuming after Cloudflare's rate-limit wait (deferral %d).", deferrals)
-        return self._run(context, deferrals=deferrals)
+        return self._handing_over(lambda: self._run(context, deferrals=deferrals))
+
+    def _handing_over(self, run: Callable[[], _Result]) -> _Result:
+        """Run, then leave the token's rate limit safe for the task that takes this one's pool slot.
+
+        Not on deferral: the deferral already lasts until the window resets.
+        """
+        try:
+            result = run()
+        except TaskDeferred:
+            raise
+        except BaseException:
+            self._hand_over_rate_limit()
+            raise
+        self._hand_over_rate_limit()
+        return result
+
+    def _hand_over_rate_limit(self) -> None:
+        if "hook" in self.__dict__:  # no hook, no request made
+            self.hook.wait_for_rate_limit_handover()
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -528,7 +563,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 wait,
             )
             self.defer(
-                trigger=TimeDeltaTrigger(dt.timedelta(seconds=wait)),
+                # Jitter: the tasks that one window's reset or one block's end releases do not all resume at once.
+                trigger=TimeDeltaTrigger(dt.timedelta(seconds=wait + random.uniform(0, RATE_LIMIT_JITTER))),
                 method_name="execute_complete",
                 kwargs={"deferrals": deferrals + 1},
             )

@@ -13,6 +13,17 @@ Other processes are only seen through the ``r`` the API reports. The estimate is
 counts every other request still in flight as spent, and within one window the estimate only goes down.
 After the reported reset, one request goes first (a probe) and the others wait for its answer, so the new
 window's budget is read before it is spent. An API that sends no ``Ratelimit`` header is not throttled.
+
+Across processes and machines (Airflow runs every task in a process of its own), the budget keeps a
+*reserve*: it sends only while more than ``reserve`` requests are left, where the reserve is the number of
+other requests that may be in flight unseen, ``concurrent_tasks - 1`` (the slots of the token's Airflow
+pool), and at least 2 % of the quota the API reports in ``Ratelimit-Policy``. Why this holds for any number
+of processes: take the last answer, in the API's order, that let any request go out in a window. When it
+was counted at least ``concurrent_tasks`` requests were left; after it, each of the ``concurrent_tasks``
+senders (pool slots) can send at most one more request before it reads a newer answer, so the window is
+never overshot. A slot passes from one task to the next, so a task leaves it in the same state: a task
+that saw the reserve reached waits for the reset before it gives its slot up (:meth:`RateLimitBudget.handover_wait`),
+and the next task's first request, sent blind, is that slot's "one more request".
 """
 
 from __future__ import annotations
@@ -27,6 +38,9 @@ from types import TracebackType
 log = logging.getLogger(__name__)
 
 HEADER = "Ratelimit"
+POLICY_HEADER = "Ratelimit-Policy"
+#: The least share of the reported quota kept in reserve for requests of other processes still in flight.
+MIN_RESERVE_SHARE = 0.02
 
 
 def parse_ratelimit(value: str | None) -> tuple[int, float] | None:
@@ -45,6 +59,21 @@ def parse_ratelimit(value: str | None) -> tuple[int, float] | None:
         if binding is None or (candidate[0], -candidate[1]) < (binding[0], -binding[1]):
             binding = candidate
     return binding
+
+
+def parse_ratelimit_policy(value: str | None) -> int | None:
+    """The quota (``q``) of the most restrictive policy in a ``Ratelimit-Policy`` header; None if absent.
+
+    ``"default";q=1200;w=300`` -> 1200; ``"default";q=1200;w=300, "burst";q=100;w=60`` -> 100.
+    """
+    quotas = []
+    for item in (value or "").split(","):
+        params = dict(part.strip().partition("=")[::2] for part in item.split(";")[1:])
+        try:
+            quotas.append(max(0, int(float(params["q"]))))
+        except (KeyError, ValueError):
+            continue
+    return min(quotas) if quotas else None
 
 
 class RateLimitExhausted(Exception):
@@ -111,6 +140,30 @@ class RateLimitBudget:
         self._in_flight = 0
         self._probe_in_flight = False
         self._reported = True  # False once an answer came without the header: then never throttle
+        self._concurrent_tasks = 1
+        self._quota: int | None = None  # from Ratelimit-Policy, once an answer reports it
+
+    def share_with(self, concurrent_tasks: int) -> None:
+        """Keep a reserve for ``concurrent_tasks - 1`` other senders (the largest number any caller gave)."""
+        with self._condition:
+            self._concurrent_tasks = max(self._concurrent_tasks, concurrent_tasks)
+
+    @property
+    def held_back(self) -> int:
+        """Requests of each window left unspent: those other processes may have in flight, unseen."""
+        share = 0 if self._quota is None else int(self._quota * MIN_RESERVE_SHARE)
+        return max(self._concurrent_tasks - 1, share)
+
+    def handover_wait(self) -> float:
+        """Seconds until the window resets if this process saw its budget down to the reserve, else 0.
+
+        A task waits this long before giving its pool slot to another task, whose first request goes out
+        before it can read the budget (see the module docstring).
+        """
+        with self._condition:
+            if self._remaining is None or self._remaining > self.held_back:
+                return 0.0
+            return max(0.0, self._reset_at - self._clock())
 
     def reserve(self, max_wait: float) -> RateLimitSlot:
         """Take a slot, waiting up to ``max_wait`` seconds for the window to reset if none is left.
@@ -136,7 +189,7 @@ class RateLimitBudget:
                         return self._take(probe=False)
                     self._wait(self._condition, deadline - now)
                     continue
-                if self._remaining > 0:
+                if self._remaining > self.held_back:
                     self._remaining -= 1
                     return self._take(probe=False)
                 wait = self._reset_at - now
@@ -144,7 +197,12 @@ class RateLimitBudget:
                     raise RateLimitExhausted(wait)
                 if not announced:
                     announced = True
-                    log.info("Cloudflare rate limit: no request left for this credential; waiting %.1f s.", wait)
+                    log.info(
+                        "Cloudflare rate limit: %d request(s) left for this credential, kept for other tasks "
+                        "sharing it; waiting %.1f s for the window to reset.",
+                        self._remaining,
+                        wait,
+                    )
                 self._wait(self._condition, wait)
 
     def _take(self, probe: bool) -> RateLimitSlot:
@@ -157,6 +215,9 @@ class RateLimitBudget:
             if slot.probe:
                 self._probe_in_flight = False
             reported = parse_ratelimit(headers.get(HEADER)) if headers is not None else None
+            quota = parse_ratelimit_policy(headers.get(POLICY_HEADER)) if headers is not None else None
+            if quota is not None:
+                self._quota = quota
             if headers is not None and reported is None and self._remaining is None:
                 self._reported = False
             if reported is not None:

@@ -1,0 +1,70 @@
+"""
+Every account a token can see: discover them, then land each one's current billing period, daily.
+
+``discover_accounts`` asks Cloudflare's List Accounts (``GET /accounts``, every page) which accounts the
+connection's token sees; ``land_current_period`` is mapped over them (``.expand(account_id=...)``), one
+task per account, each overwriting ``account=<id>/billing_period=<YYYY-MM-DD>/usage.jsonl`` (Hive-style
+partitions, the account's own billing cycle). An account added in Cloudflare is picked up by the next run.
+
+**One pool per token.** Cloudflare allows 1,200 requests per 5 minutes per token and answers the next
+request with 429 and a block of *every* call of that token (dashboards and Terraform too) for up to 5
+minutes. Every task here runs in the pool ``cloudflare_billing`` (``CFBILLING_EXAMPLE_POOL``), which caps
+how many of them call the API at once, on every worker of every machine, because the scheduler hands out
+its slots. Create it once, counting deferred tasks, and tell the connection its size::
+
+    airflow pools set cloudflare_billing 8 "Cloudflare API token of cloudflare_default" --include-deferred
+    # connection cloudflare_default, extra: {"concurrent_tasks": 8}
+
+With ``concurrent_tasks`` set, each task keeps that many requests of every rate-limit window (read from
+the API's ``Ratelimit`` header) for the tasks whose requests are still in flight, and a task that saw the
+window spent down to them waits for its reset before giving its slot up; so the tasks never overshoot the
+limit together, however many workers and machines run them. A task that must wait longer than a few
+seconds defers (``deferrable=True``): the worker is free, and the slot stays taken (``--include-deferred``)
+until the wait is over. Give each token its own pool and connection.
+
+Configuration, read at parse time: ``CFBILLING_EXAMPLE_BASE_URI`` (default ``file:///tmp/cloudflare-usage``)
+and ``CFBILLING_EXAMPLE_POOL`` (default ``cloudflare_billing``). The Cloudflare connection
+(``cloudflare_default``) is read at run time only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pendulum
+from airflow.sdk import dag, task
+
+from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
+
+BASE_URI = os.environ.get("CFBILLING_EXAMPLE_BASE_URI", "file:///tmp/cloudflare-usage").rstrip("/")
+POOL = os.environ.get("CFBILLING_EXAMPLE_POOL", "cloudflare_billing")
+
+
+@dag(
+    schedule="@daily",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["cloudflare", "finops", "example"],
+)
+def example_cloudflare_all_accounts() -> None:
+    @task(pool=POOL)
+    def discover_accounts() -> list[str]:
+        """The ids of every account the connection's token can see."""
+        from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
+
+        return [account["id"] for account in CloudflareBillingHook().list_accounts()]
+
+    CloudflarePaygoUsageOperator.partial(
+        task_id="land_current_period",
+        destination=f"{BASE_URI}/all_accounts/account={{account_id}}/billing_period={{billing_period}}/usage.jsonl",
+        pool=POOL,
+        deferrable=True,
+        # A task that still fails (e.g. Cloudflare blocked the token for another client's excess) tries again.
+        retries=2,
+        retry_delay=dt.timedelta(minutes=5),
+    ).expand(account_id=discover_accounts())
+
+
+example_cloudflare_all_accounts()
