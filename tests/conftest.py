@@ -65,6 +65,23 @@ def connection_uri_json(
     return json.dumps(conn)
 
 
+def fetch_answer(sim: Any, account: str, route: str = "billable-usage", **query: str) -> bytes:
+    """The body the simulator serves for an account's usage, fetched without the provider (the reference answer
+    the tests compare with), with the full-access token."""
+    import requests
+
+    from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN
+
+    response = requests.get(
+        f"{sim.url}/accounts/{account}/{route}",
+        params=query,
+        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.content
+
+
 @pytest.fixture(scope="session")
 def simulator_server() -> Iterator[Any]:
     """One simulator for the whole session; ``sim`` resets it for each test."""

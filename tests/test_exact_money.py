@@ -21,14 +21,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-import requests
+from conftest import fetch_answer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_cfbilling.exceptions import CloudflareResponseError
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
-from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils import formats
 from airflow_provider_cfbilling.utils.formats import write_records, xcom_records
 from airflow_provider_cfbilling.utils.spool import SpooledRecords
@@ -46,14 +46,7 @@ def literal_json(text: str | bytes) -> Any:
 
 def served_literals(sim: Any, account: str = STANDARD_ACCOUNT, **query: str) -> list[dict[str, Any]]:
     """The simulator's records, every number as its literal text (fetched without the hook)."""
-    response = requests.get(
-        f"{sim.url}/accounts/{account}/billable-usage",
-        params=query,
-        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
-        timeout=30,
-    )
-    response.raise_for_status()
-    return literal_json(response.content)["result"]
+    return literal_json(fetch_answer(sim, account, **query))["result"]
 
 
 def run(**kwargs: Any) -> Any:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import requests
+from conftest import fetch_answer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +28,6 @@ from airflow_provider_cfbilling.testing.simulator import (
     EMPTY_ACCOUNT,
     FOCUS_ACCOUNT,
     LARGE_ACCOUNT,
-    SIM_TOKEN,
     STANDARD_ACCOUNT,
 )
 from airflow_provider_cfbilling.utils import formats
@@ -46,14 +45,8 @@ from airflow_provider_cfbilling.utils.formats import (
 
 def served(sim: Any, account: str, **query: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """What the simulator serves: (records as ``json`` parses them, records with exact Decimal numbers)."""
-    response = requests.get(
-        f"{sim.url}/accounts/{account}/billable-usage",
-        params=query,
-        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()["result"], json.loads(response.content, parse_float=Decimal)["result"]
+    body = fetch_answer(sim, account, **query)
+    return json.loads(body)["result"], json.loads(body, parse_float=Decimal)["result"]
 
 
 def in_window(records: list[dict[str, Any]], start: str, end: str) -> list[dict[str, Any]]:

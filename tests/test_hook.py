@@ -11,8 +11,7 @@ from typing import Any
 
 import pendulum
 import pytest
-import requests
-from conftest import connection_uri_json
+from conftest import connection_uri_json, fetch_answer
 
 from airflow_provider_cfbilling.exceptions import (
     CloudflareAPIError,
@@ -67,14 +66,7 @@ def raw_usage(
     sim: Any, account: str, params: dict[str, str] | None = None, route: str = "billable-usage"
 ) -> list[dict[str, Any]]:
     """What the simulator serves, fetched without the hook (the reference answer), numbers exact."""
-    response = requests.get(
-        f"{sim.url}/accounts/{account}/{route}",
-        params=params,
-        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return json.loads(response.content, parse_float=Decimal)["result"]
+    return json.loads(fetch_answer(sim, account, route, **(params or {})), parse_float=Decimal)["result"]
 
 
 # -- a DAG author's view first -------------------------------------------------------------------

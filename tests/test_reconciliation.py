@@ -12,21 +12,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import requests
+from conftest import fetch_answer
 
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
-from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, STANDARD_ACCOUNT
 
 
 def served(sim: Any, account: str, **query: str) -> list[dict[str, Any]]:
-    answer = requests.get(
-        f"{sim.url}/accounts/{account}/billable-usage",
-        params=query,
-        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
-        timeout=30,
-    )
-    answer.raise_for_status()
-    return list(json.loads(answer.text, parse_float=Decimal)["result"])
+    return list(json.loads(fetch_answer(sim, account, **query), parse_float=Decimal)["result"])
 
 
 def plain(number: Decimal) -> str:
