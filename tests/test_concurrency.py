@@ -11,7 +11,7 @@
   readers skip hidden files, and it is safe to delete. On object stores nothing is uploaded before the file
   is complete.)
 
-``tests/test_operator.py`` kills ``write_atomically`` alone with a fake writer; here the whole operator runs.
+``tests/test_operator.py`` kills ``write_atomically`` alone with a slow writer; here the whole operator runs.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from conftest import REPO_ROOT, airflow_env, connection_uri_json
 from test_operator_s3 import BUCKET, body, keys, s3, s3_endpoint  # noqa: F401 (fixtures)
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingError
-from airflow_provider_cfbilling.operators import billing as operator_module
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import FOCUS_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.utils import storage
 from airflow_provider_cfbilling.utils.formats import FILE_FORMATS, write_records
 
 
@@ -81,13 +81,14 @@ def test_two_threads_writing_one_destination_leave_one_complete_object(
     destination = tmp_path / f"usage.{file_format}"
     destination.write_bytes(b"the previous object")
     both_staged = threading.Barrier(2, timeout=30)
-    real_writer = operator_module.write_records
+    real_stage = storage._stage
 
-    def write_then_wait(records: Any, fileobj: Any, fmt: str) -> None:
-        real_writer(records, fileobj, fmt)
+    def write_then_wait(write: Any, local_path: str, fmt: str) -> tuple[int, str]:
+        staged = real_stage(write, local_path, fmt)
         both_staged.wait()  # neither commits before both have written their whole file aside
+        return staged
 
-    monkeypatch.setattr(operator_module, "write_records", write_then_wait)
+    monkeypatch.setattr(storage, "_stage", write_then_wait)
     manifests: dict[str, Any] = {}
     errors: list[BaseException] = []
 
@@ -168,13 +169,14 @@ def test_two_runs_writing_one_s3_key_leave_one_complete_object(
     client, conn_id = s3
     outputs = {account: expected_bytes(account, "jsonl") for account in (STANDARD_ACCOUNT, FOCUS_ACCOUNT)}
     both_staged = threading.Barrier(2, timeout=30)
-    real_writer = operator_module.write_records
+    real_stage = storage._stage
 
-    def write_then_wait(records: Any, fileobj: Any, fmt: str) -> None:
-        real_writer(records, fileobj, fmt)
+    def write_then_wait(write: Any, local_path: str, fmt: str) -> tuple[int, str]:
+        staged = real_stage(write, local_path, fmt)
         both_staged.wait()
+        return staged
 
-    monkeypatch.setattr(operator_module, "write_records", write_then_wait)
+    monkeypatch.setattr(storage, "_stage", write_then_wait)
     succeeded: list[str] = []
     raced: list[str] = []
     race_messages: list[str] = []

@@ -11,15 +11,12 @@ the user documentation explains them once, in docs/operator.md.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import os
 import tempfile
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
@@ -33,16 +30,22 @@ from airflow_provider_cfbilling.exceptions import (
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.utils import reconcile as reconciliation
 from airflow_provider_cfbilling.utils.formats import (
-    FILE_FORMATS,
     Records,
     check_records,
-    format_for_name,
     to_utc_timestamp,
     write_records,
     xcom_records,
 )
 from airflow_provider_cfbilling.utils.periods import parse_instant
 from airflow_provider_cfbilling.utils.spool import FilteredRecords
+from airflow_provider_cfbilling.utils.storage import (
+    XCOM_OBJECTSTORAGE_BACKEND,
+    Target,
+    clean_uri,
+    resolve_target,
+    write_atomically,
+    xcom_backend_offloads,
+)
 from airflow_provider_cfbilling.utils.validation import validate_account_id
 
 if TYPE_CHECKING:
@@ -55,21 +58,6 @@ BILLING_PERIOD_PLACEHOLDER = "{billing_period}"
 # How often one try may defer on a long 429 before failing and leaving it to Airflow's retries.
 MAX_RATE_LIMIT_DEFERRALS = 3
 DEFAULT_MAX_XCOM_BYTES = 1_048_576
-
-# Object stores without a rename: one upload of the complete object is atomic there.
-_SINGLE_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss"})
-_XCOM_OBJECTSTORAGE_BACKEND = "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend"
-# What to install for the common object-storage schemes, for the error when none serves a destination.
-_PROVIDER_OF_SCHEME = {
-    "s3": "apache-airflow-providers-amazon[s3fs] (or this package's [s3] extra)",
-    "s3a": "apache-airflow-providers-amazon[s3fs] (or this package's [s3] extra)",
-    "gs": "apache-airflow-providers-google",
-    "gcs": "apache-airflow-providers-google",
-    "abfs": "apache-airflow-providers-microsoft-azure",
-    "abfss": "apache-airflow-providers-microsoft-azure",
-    "az": "apache-airflow-providers-microsoft-azure",
-    "adl": "apache-airflow-providers-microsoft-azure",
-}
 
 
 @dataclass(frozen=True)
@@ -110,15 +98,6 @@ class UsageWindow:
         if self.start is None or self.end is None:
             return "the current billing period"
         return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({self.kind.replace('_', ' ')})"
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A validated destination: URI (placeholders not yet filled), its connection, the file format."""
-
-    uri: str
-    conn_id: str | None
-    file_format: str
 
 
 class CloudflarePaygoUsageOperator(BaseOperator):
@@ -242,7 +221,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         self._check_not_blank("file_format", "the format the destination's suffix implies")
         account = self._account()
         bounds = self._window_bounds()
-        target = self._target()
+        target = resolve_target(self.destination, self.destination_conn_id, self.file_format)
 
         if target is None:
             window, fetched = self._fetch_or_defer(account, bounds, deferrals, spool_dir=None)
@@ -271,7 +250,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     def _land(
         self,
         context: Context,
-        target: _Target,
+        target: Target,
         account: str,
         window: UsageWindow,
         records: Records,
@@ -282,12 +261,17 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check = self._reconcile(records, window, account) if self.reconcile else None
+
+        def write(fileobj: IO[bytes]) -> int:
+            write_records(records, fileobj, target.file_format)
+            return len(records)
+
         try:
-            size, digest = write_atomically(records, path, target.file_format)
+            size, digest = write_atomically(write, path, target.file_format)
         except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
             raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
         manifest = {
-            "uri": _clean_uri(path),
+            "uri": clean_uri(path),
             "format": target.file_format,
             "account_id": account,
             "window": window.as_dict(),
@@ -353,63 +337,6 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 "and must be after from_ (for one day D, pass from_=D and to=D + 1 day)."
             )
         return start, end
-
-    def _target(self) -> _Target | None:
-        """The validated destination (URI with placeholders, connection, format), or None for XCom."""
-        from airflow.sdk import ObjectStoragePath
-
-        destination = self.destination
-        if destination is None:
-            if self.file_format is not None:
-                raise CloudflareBillingInputError(
-                    f"file_format={self.file_format!r} only applies to a destination; without one the "
-                    "records are returned as XCom. Set destination=... or drop file_format."
-                )
-            return None
-        if isinstance(destination, ObjectStoragePath):
-            uri, conn_id = _clean_uri(destination), self.destination_conn_id or _conn_id_of(destination)
-            _check_filesystem(destination, uri)
-        elif isinstance(destination, str) and destination.strip():
-            uri = destination.strip()
-            if uri.endswith("/"):
-                raise CloudflareBillingInputError(
-                    f"destination={uri!r} ends with '/': it names a folder, not the object to write (did part of a "
-                    "template render to nothing?). End it with a file name, e.g. '.../usage.parquet'."
-                )
-            probe = _storage_path(uri)
-            # Judged on the text: some Airflow versions make a relative local path absolute on parsing.
-            if "://" not in uri and not uri.startswith("/"):
-                raise CloudflareBillingInputError(
-                    f"destination={uri!r} is a relative local path: it would land wherever the worker runs. "
-                    "Use an absolute URI such as 'file:///data/cloudflare/usage.jsonl'."
-                )
-            if probe.protocol in ("", "file", "local") and os.path.isdir(probe.path):
-                raise _is_a_directory(uri)
-            _check_filesystem(probe, uri)
-            conn_id = self.destination_conn_id or _conn_id_of(probe)
-        else:
-            raise CloudflareBillingInputError(
-                f"destination={destination!r} is not a location (did a template render to nothing?). Pass "
-                "a URI such as 's3://bucket/cloudflare/usage.parquet' or 'file:///data/usage.jsonl', an "
-                "ObjectStoragePath, or None to return the records as XCom."
-            )
-        return _Target(uri, conn_id, self._file_format(uri))
-
-    def _file_format(self, uri: str) -> str:
-        implied = format_for_name(uri.rsplit("/", 1)[-1])
-        if self.file_format is None:
-            return implied or "jsonl"
-        chosen = str(self.file_format).strip().lower()
-        if chosen not in FILE_FORMATS:
-            raise CloudflareBillingInputError(
-                f"file_format={self.file_format!r} is not supported: use one of {', '.join(FILE_FORMATS)}."
-            )
-        if implied is not None and implied != chosen:
-            raise CloudflareBillingInputError(
-                f"file_format={chosen!r} contradicts the destination's suffix ({uri!r} looks like "
-                f"{implied}). Fix the suffix or the file_format."
-            )
-        return chosen
 
     # -- fetching ---------------------------------------------------------------------------------
 
@@ -522,7 +449,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     # -- output -----------------------------------------------------------------------------------
 
     def _check_xcom_size(self, records: list[dict[str, Any]]) -> None:
-        if self.max_xcom_bytes is None or _xcom_backend_offloads():
+        if self.max_xcom_bytes is None or xcom_backend_offloads():
             return
         size = len(json.dumps(records, separators=(",", ":")).encode("utf-8"))
         if size > self.max_xcom_bytes:
@@ -533,12 +460,12 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 f"{self.max_xcom_bytes:,}: too large for an XCom in the metadata database. Set "
                 "destination='s3://bucket/...' (any object storage, or file:///...) to land them as a file and "
                 "pass the small manifest on; or configure the object-storage XCom backend ([core] "
-                f"xcom_backend = {_XCOM_OBJECTSTORAGE_BACKEND}, with [common.io] xcom_objectstorage_path and "
+                f"xcom_backend = {XCOM_OBJECTSTORAGE_BACKEND}, with [common.io] xcom_objectstorage_path and "
                 "xcom_objectstorage_threshold); or raise max_xcom_bytes."
             )
 
     def _destination_path(
-        self, target: _Target, account: str, window: UsageWindow, records: Records
+        self, target: Target, account: str, window: UsageWindow, records: Records
     ) -> ObjectStoragePath:
         """The destination with ``{account_id}`` and ``{billing_period}`` filled in."""
         from airflow.sdk import ObjectStoragePath
@@ -586,151 +513,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 outlet_events[outlet].extra.update(manifest)
 
 
-# -- writing, atomically ---------------------------------------------------------------------------
-
-
-def write_atomically(records: Records, path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
-    """Write ``records`` to ``path`` so that readers see the old object or the new one, never a part.
-
-    The file is written aside and verified first; then it is committed whole: ``os.replace`` of a
-    temporary sibling on a local disk; one upload of the complete object to an object store (where a
-    PUT is atomic); elsewhere an upload to a temporary sibling and a rename. On any failure the temporary
-    file is removed and the previous object is untouched.
-
-    :return: (bytes written, sha256 hex digest)
-    """
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs = path.fs
-    if isinstance(fs, LocalFileSystem):
-        target = path.path
-        if os.path.isdir(target):
-            raise _is_a_directory(_clean_uri(path))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
-        try:
-            result = _stage(records, staged, file_format)
-            os.replace(staged, target)
-        finally:
-            if os.path.exists(staged):
-                os.remove(staged)
-        return result
-
-    with tempfile.TemporaryDirectory(prefix="cfbilling-") as workdir:
-        local = os.path.join(workdir, "staged")
-        size, digest = _stage(records, local, file_format)
-        if path.protocol in _SINGLE_PUT_PROTOCOLS:
-            fs.put_file(local, path.path)
-        else:
-            aside = f"{path.parent.path}/.{path.name}.tmp-{uuid.uuid4().hex}"
-            try:
-                fs.put_file(local, aside)
-                fs.mv(aside, path.path)
-            finally:
-                if fs.exists(aside):
-                    fs.rm(aside)
-        fs.invalidate_cache(path.path)
-        landed = fs.size(path.path)
-        if landed != size:
-            raise CloudflareBillingError(
-                f"{_clean_uri(path)} holds {landed} bytes after the upload, not the {size} written: the "
-                "object store changed it or another writer raced this one. Re-run the task."
-            )
-    return size, digest
-
-
-def _stage(records: Records, local_path: str, file_format: str) -> tuple[int, str]:
-    """Write the file to a local path, flush it to disk, and return (size, sha256) as read back."""
-    with open(local_path, "wb") as handle:
-        write_records(records, handle, file_format)
-        handle.flush()
-        os.fsync(handle.fileno())
-    digest = hashlib.sha256()
-    size = 0
-    with open(local_path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    if file_format == "parquet":
-        _verify_parquet(local_path, len(records))
-    return size, digest.hexdigest()
-
-
-def _verify_parquet(local_path: str, rows: int) -> None:
-    import pyarrow.parquet as pq
-
-    found = pq.read_metadata(local_path).num_rows
-    if found != rows:
-        raise CloudflareBillingError(f"The staged Parquet file holds {found} rows, not {rows}; not committed.")
-
-
-def _storage_path(uri: str) -> ObjectStoragePath:
-    """``ObjectStoragePath(uri)``, with an unknown scheme reported as the input error it is."""
-    from airflow.sdk import ObjectStoragePath
-
-    try:
-        return ObjectStoragePath(uri)
-    except ValueError as exc:
-        raise CloudflareBillingInputError(
-            f"destination={uri!r} cannot be opened: {exc}. Use a scheme whose filesystem is installed "
-            "(file://, s3:// with apache-airflow-providers-amazon[s3fs], gs:// with apache-airflow-providers-google, "
-            "abfs:// with apache-airflow-providers-microsoft-azure, ...)."
-        ) from None
-
-
-def _check_filesystem(path: ObjectStoragePath, uri: str) -> None:
-    """Refuse, before any request, a destination whose scheme no installed provider serves."""
-    from airflow.sdk.io import has_fs
-
-    scheme = path.protocol or "file"
-    if scheme in ("file", "local") or has_fs(scheme):
-        return
-    try:
-        path.fs  # noqa: B018 (a filesystem attached by the DAG author with airflow.sdk.io.attach)
-        return
-    except ValueError:
-        pass
-    package = _PROVIDER_OF_SCHEME.get(scheme)
-    install = f"install {package}" if package else "install the Airflow provider that serves it"
-    raise CloudflareBillingInputError(
-        f"destination={uri!r} uses the scheme '{scheme}', for which no filesystem is installed on this worker: "
-        f"{install}, or write elsewhere. Nothing was fetched."
-    )
-
-
-def _is_a_directory(uri: str) -> CloudflareBillingInputError:
-    return CloudflareBillingInputError(
-        f"destination={uri!r} is a directory: the destination must name the file to write, e.g. "
-        f"'{uri.rstrip('/')}/usage.jsonl'."
-    )
-
-
-def _conn_id_of(path: ObjectStoragePath) -> str | None:
-    """The connection id a path carries (``s3://conn@bucket/key`` or ``conn_id=``): an attribute since Airflow
-    3.2, a storage option on 3.1."""
-    conn_id = getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
-    return str(conn_id) if conn_id else None
-
-
-def _clean_uri(path: ObjectStoragePath) -> str:
-    """The path's URI without the connection id Airflow embeds in ``str(path)``."""
-    protocol = path.protocol or "file"
-    if protocol in ("file", "local"):
-        return f"file://{path.path}"
-    return f"{protocol}://{path.path}"
-
-
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
 
 
-def _xcom_backend_offloads() -> bool:
-    """Whether common-io's object-storage XCom backend is set up to move large values out of the DB."""
-    return (
-        conf.get("core", "xcom_backend", fallback="") == _XCOM_OBJECTSTORAGE_BACKEND
-        and bool(conf.get("common.io", "xcom_objectstorage_path", fallback=""))
-        and conf.getint("common.io", "xcom_objectstorage_threshold", fallback=-1) >= 0
-    )
-
-
-__all__ = ["CloudflarePaygoUsageOperator", "UsageWindow", "write_atomically"]
+__all__ = ["CloudflarePaygoUsageOperator", "UsageWindow"]
