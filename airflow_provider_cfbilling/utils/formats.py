@@ -38,7 +38,6 @@ import csv
 import datetime as dt
 import decimal
 import io
-import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -319,48 +318,166 @@ def text_value(value: Any) -> str | None:
 # -- writers: each streams records to a binary file object ----------------------------------------
 
 
-def write_records(records: Records, fileobj: IO[bytes], file_format: str) -> None:
-    """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`)."""
-    writers = {"jsonl": write_jsonl, "json": write_json, "csv": write_csv, "parquet": write_parquet}
-    try:
-        writer = writers[file_format]
-    except KeyError:
-        raise ValueError(f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}.") from None
-    writer(records, fileobj)
-
-
-def _json_line(record: Record, columns: Sequence[str]) -> bytes:
-    return json_text({column: record[column] for column in columns if column in record}).encode("utf-8")
-
-
-def write_jsonl(records: Records, fileobj: IO[bytes]) -> None:
-    """JSON Lines: one record per line, keys in column order; an empty result is an empty file."""
-    columns = column_order(records)
+def write_records(records: Records, fileobj: IO[bytes], file_format: str) -> int:
+    """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`); return the rows written."""
+    writer = open_writer(fileobj, file_format, column_order(records))
     for record in records:
-        fileobj.write(_json_line(record, columns) + b"\n")
+        writer.write(record)
+    return writer.close()
 
 
-def write_json(records: Records, fileobj: IO[bytes]) -> None:
+class NewColumnError(Exception):
+    """A record carries a column the file's header or schema, already written, does not have."""
+
+
+class RecordWriter(Protocol):
+    """Writes records one at a time to a binary file; :meth:`close` finishes the file and returns the row count."""
+
+    def write(self, record: Record) -> None: ...
+
+    def close(self) -> int: ...
+
+
+def needs_columns(file_format: str) -> bool:
+    """Whether a format writes its columns before the first row (a header or a schema), so needs them all."""
+    return file_format in ("csv", "parquet")
+
+
+def open_writer(fileobj: IO[bytes], file_format: str, columns: Sequence[str]) -> RecordWriter:
+    """A streaming writer of ``file_format`` to ``fileobj``.
+
+    :param columns: the file's columns in :func:`column_order` (the header of CSV, the schema of Parquet);
+        JSON Lines and JSON order each record's own keys the same way and need no list. A record with a
+        column outside ``columns`` raises :class:`NewColumnError` in CSV and Parquet.
+    """
+    if file_format == "jsonl":
+        return _JsonLinesWriter(fileobj)
+    if file_format == "json":
+        return _JsonArrayWriter(fileobj)
+    if file_format == "csv":
+        return _CsvWriter(fileobj, columns)
+    if file_format == "parquet":
+        return _ParquetWriter(fileobj, columns)
+    raise ValueError(f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}.")
+
+
+_RANK = {column: index for index, column in enumerate(KNOWN_COLUMNS)}
+_KEY_ORDERS: dict[tuple[str, ...], list[str]] = {}  # a record's keys as sent -> in column order
+
+
+def _keys_in_order(record: Record) -> list[str]:
+    """The record's own keys in the order of :func:`column_order` (which ranks every name on its own)."""
+    sent = tuple(record)
+    ordered = _KEY_ORDERS.get(sent)
+    if ordered is None:
+        known = sorted((k for k in sent if k in _RANK), key=_RANK.__getitem__)
+        ordered = known + sorted(k for k in sent if k not in _RANK)
+        if len(_KEY_ORDERS) < 1024:  # answers carry a handful of key layouts; never grow without bound
+            _KEY_ORDERS[sent] = ordered
+    return ordered
+
+
+# JSON text is built by the json module's C encoder, which has no exact decimal: each number is handed
+# to it as a string between two NULs and the quotes and NULs are removed from its output. The count of
+# escaped NULs proves no string of the record held one (else the record takes json_text's slower path).
+_NUMBER_MARK = "\x00"
+_ESCAPED_MARK = "\\u0000"
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def json_line(record: Record) -> str:
+    """A record as one line of compact JSON text, keys in column order: the same text as :func:`json_text`."""
+    keys = _keys_in_order(record)
+    values: dict[str, Any] = {}
+    numbers = 0
+    for key in keys:
+        value = record[key]
+        kind = value.__class__
+        if kind is str or kind is int or value is None or kind is bool:
+            values[key] = value
+        elif kind is Decimal or kind is float:
+            values[key] = _NUMBER_MARK + json_text(value) + _NUMBER_MARK
+            numbers += 1
+        else:  # a list, an object or a subclass: the general path
+            return json_text({key: record[key] for key in keys})
+    text = _ENCODE(values)
+    if numbers:
+        if text.count(_ESCAPED_MARK) != 2 * numbers:
+            return json_text({key: record[key] for key in keys})
+        text = text.replace('"' + _ESCAPED_MARK, "").replace(_ESCAPED_MARK + '"', "")
+    if "\x85" in text or "\u2028" in text or "\u2029" in text:
+        text = text.translate(_LINE_BREAK_ESCAPES)
+    return text
+
+
+_BATCH = 2_000  # lines joined per write call
+
+
+class _JsonLinesWriter:
+    """JSON Lines: one record per line, keys in column order; an empty result is an empty file."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        self._fileobj = fileobj
+        self._lines: list[str] = []
+        self._rows = 0
+
+    def write(self, record: Record) -> None:
+        self._lines.append(json_line(record))
+        if len(self._lines) >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._lines:
+            self._fileobj.write(("\n".join(self._lines) + "\n").encode("utf-8"))
+            self._rows += len(self._lines)
+            self._lines = []
+
+    def close(self) -> int:
+        self._flush()
+        return self._rows
+
+
+class _JsonArrayWriter(_JsonLinesWriter):
     """A JSON array, one record per line, keys in column order; an empty result is ``[]``."""
-    columns = column_order(records)
-    fileobj.write(b"[")
-    for index, record in enumerate(records):
-        fileobj.write((b",\n" if index else b"\n") + _json_line(record, columns))
-    fileobj.write(b"\n]\n" if records else b"]\n")
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        super().__init__(fileobj)
+        fileobj.write(b"[")
+
+    def _flush(self) -> None:
+        if self._lines:
+            lead = ",\n" if self._rows else "\n"
+            self._fileobj.write((lead + ",\n".join(self._lines)).encode("utf-8"))
+            self._rows += len(self._lines)
+            self._lines = []
+
+    def close(self) -> int:
+        self._flush()
+        self._fileobj.write(b"\n]\n" if self._rows else b"]\n")
+        return self._rows
 
 
-def write_csv(records: Records, fileobj: IO[bytes]) -> None:
+class _CsvWriter:
     """RFC 4180 CSV (UTF-8, CRLF), a header row of column names, then one row per record."""
-    columns = column_order(records)
-    text = io.TextIOWrapper(fileobj, encoding="utf-8", newline="", write_through=True)
-    try:
-        writer = csv.writer(text, dialect="excel")
-        writer.writerow(columns)
-        for record in records:
-            writer.writerow(["" if (v := text_value(record.get(c))) is None else v for c in columns])
-        text.flush()
-    finally:
-        text.detach()  # leave the caller's file object open
+
+    def __init__(self, fileobj: IO[bytes], columns: Sequence[str]) -> None:
+        self._columns = list(columns)
+        self._known = frozenset(columns)
+        self._text = io.TextIOWrapper(fileobj, encoding="utf-8", newline="", write_through=True)
+        self._writer = csv.writer(self._text, dialect="excel")
+        self._writer.writerow(self._columns)
+        self._rows = 0
+
+    def write(self, record: Record) -> None:
+        if not self._known.issuperset(record):
+            raise NewColumnError(sorted(set(record) - self._known))
+        self._writer.writerow(["" if (v := text_value(record.get(c))) is None else v for c in self._columns])
+        self._rows += 1
+
+    def close(self) -> int:
+        self._text.flush()
+        self._text.detach()  # leave the caller's file object open
+        return self._rows
 
 
 def parquet_schema(columns: Sequence[str]) -> pa.Schema:
@@ -408,34 +525,13 @@ def _parquet_misfit(column: str, value: Any) -> str | None:
         )
     exact = to_decimal(value, column)
     assert exact is not None
-    if abs(exact) < _DECIMAL_LIMIT and exact.quantize(_DECIMAL_QUANTUM, context=_WIDE) == exact:
+    if exact.copy_abs() < _DECIMAL_LIMIT and exact.quantize(_DECIMAL_QUANTUM, context=_WIDE) == exact:
         return None
     return (
         f"is {json_text(value)}, which Parquet's decimal({DECIMAL_PRECISION}, {DECIMAL_SCALE}) column cannot hold "
         f"without rounding (at most {DECIMAL_PRECISION - DECIMAL_SCALE} digits before the decimal point and "
         f"{DECIMAL_SCALE} after). The JSON formats and CSV keep every digit the API sent"
     )
-
-
-def _parquet_columns(records: Records) -> list[str]:
-    """:func:`column_order`, in the same pass checking that every number fits its Parquet column exactly.
-
-    Done before the Parquet writer opens, so a value that does not fit fails the write before a byte of
-    it is written, and never lands rounded.
-    """
-    seen: set[str] = set()
-    checked = DECIMAL_COLUMNS | INTEGER_COLUMNS
-    for index, record in enumerate(records):
-        seen.update(record)
-        for column in checked.intersection(record):
-            problem = _parquet_misfit(column, record[column])
-            if problem is not None:
-                raise CloudflareResponseError(
-                    f"In row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
-                    "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
-                    ".jsonl destination) instead of Parquet."
-                )
-    return _ordered(seen)
 
 
 def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
@@ -447,38 +543,95 @@ def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
     return stamp
 
 
-def _parquet_column(column: str, values: Iterator[Any]) -> list[Any]:
+def _parquet_column(column: str, values: list[Any]) -> list[Any]:
+    """A column's values as pyarrow takes them exactly: the common types pass as they are."""
     if column in TIMESTAMP_COLUMNS:
-        return [_to_timestamp_ms(v, column) for v in values]
+        stamps: dict[Any, dt.datetime | None] = {}  # usage rows share a handful of date-times: parse each once
+        out = []
+        for value in values:
+            stamp = stamps.get(value, _MISSING) if value.__class__ is str or value is None else _MISSING
+            if stamp is _MISSING:
+                stamp = _to_timestamp_ms(value, column)
+                if value.__class__ is str or value is None:
+                    stamps[value] = stamp
+            out.append(stamp)
+        return out
     if column in DECIMAL_COLUMNS:
-        return [to_decimal(v, column) for v in values]
+        return [v if v.__class__ is Decimal or v is None else to_decimal(v, column) for v in values]
     if column in INTEGER_COLUMNS:
-        return [_to_integer(v, column) for v in values]
-    return [text_value(v) for v in values]
+        return [v if v.__class__ is int or v is None else _to_integer(v, column) for v in values]
+    return [v if v.__class__ is str or v is None else text_value(v) for v in values]
 
 
-def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
+class _ParquetWriter:
     """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records.
 
-    A number that its column cannot hold exactly raises :class:`CloudflareResponseError` before the
-    Parquet writer opens.
+    A row group's values are gathered per column and handed to pyarrow as arrays: pyarrow refuses a
+    decimal it cannot hold without rounding and an integer outside int64; the refusal is then explained
+    value by value (:func:`_parquet_misfit`), and the staged file is discarded by the caller.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    columns = _parquet_columns(records)
-    schema = parquet_schema(columns)
-    rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
-    with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
-        while chunk := list(itertools.islice(rows, _PARQUET_ROW_GROUP)):
-            arrays = []
-            for field in schema:
-                values = _parquet_column(field.name, (record.get(field.name) for record in chunk))
-                try:
-                    arrays.append(pa.array(values, type=field.type))
-                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                    raise CloudflareResponseError(
-                        f"Column {field.name} does not fit its Parquet type {field.type}: {exc}. "
-                        f"Costs and quantities are stored as decimals with {DECIMAL_SCALE} decimal places."
-                    ) from exc
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=len(chunk))
+    def __init__(self, fileobj: IO[bytes], columns: Sequence[str]) -> None:
+        self._fileobj = fileobj
+        self._schema = parquet_schema(columns)
+        self._known = frozenset(columns)
+        self._chunk: list[Record] = []
+        self._rows = 0
+        self._writer: Any = None  # opened with the first row group that converts: a refusal there writes nothing
+
+    def write(self, record: Record) -> None:
+        if not self._known.issuperset(record):
+            raise NewColumnError(sorted(set(record) - self._known))
+        self._chunk.append(record)
+        if len(self._chunk) >= _PARQUET_ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        chunk, self._chunk = self._chunk, []
+        if not chunk:
+            return
+        arrays = []
+        for field in self._schema:
+            values = _parquet_column(field.name, [record.get(field.name) for record in chunk])
+            try:
+                arrays.append(pa.array(values, type=field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                if self._writer is not None:  # finish it while the file is open; the caller discards the file
+                    self._writer.close()
+                    self._writer = None
+                self._explain(field.name, chunk)
+                raise CloudflareResponseError(
+                    f"Column {field.name} does not fit its Parquet type {field.type}: {exc}. "
+                    f"Costs and quantities are stored as decimals with {DECIMAL_SCALE} decimal places."
+                ) from exc
+        if self._writer is None:
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._fileobj, self._schema, compression="snappy")
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=len(chunk))
+        self._rows += len(chunk)
+
+    def _explain(self, column: str, chunk: list[Record]) -> None:
+        """Name the row and value pyarrow refused, with what to do instead."""
+        for index, record in enumerate(chunk):
+            problem = _parquet_misfit(column, record.get(column)) if column in _EXACT_COLUMNS else None
+            if problem is not None:
+                raise CloudflareResponseError(
+                    f"In row {self._rows + index + 1}, {column} {problem}. Nothing was "
+                    "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
+                    ".jsonl destination) instead of Parquet."
+                )
+
+    def close(self) -> int:
+        self._flush()
+        if self._writer is None:  # no rows: the file still carries the schema
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._fileobj, self._schema, compression="snappy")
+        self._writer.close()
+        return self._rows
+
+
+_EXACT_COLUMNS = DECIMAL_COLUMNS | INTEGER_COLUMNS
