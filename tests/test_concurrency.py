@@ -124,18 +124,20 @@ def test_two_worker_processes_writing_one_destination_leave_one_complete_object(
         import os, sys, time
         from pathlib import Path
         from airflow_provider_cfbilling.operators import billing
+        from airflow_provider_cfbilling.utils import storage
 
         account, destination, gate = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-        real = billing.write_records
+        real = storage._stage
 
-        def write_then_wait(records, fileobj, file_format):
-            real(records, fileobj, file_format)
+        def write_then_wait(write, local_path, file_format):
+            staged = real(write, local_path, file_format)
             (gate / account).touch()
             deadline = time.monotonic() + 60
             while len(list(gate.iterdir())) < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
+            return staged
 
-        billing.write_records = write_then_wait
+        storage._stage = write_then_wait
         operator = billing.CloudflarePaygoUsageOperator(task_id="usage", account_id=account, destination=destination)
         print(operator.execute({})["sha256"])
         """
@@ -207,12 +209,13 @@ KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
     from airflow_provider_cfbilling.operators import billing
+    from airflow_provider_cfbilling.utils import storage
 
     destination, conn_id = sys.argv[1], sys.argv[2] or None
-    real = billing.write_records
+    real = storage._stage
 
     class Stalling:
-        '''The staged file as the real writer sees it; on its second write the process stalls, to be killed.'''
+        '''The staged file as the real writer sees it; after its first write the process stalls, to be killed.'''
 
         def __init__(self, raw):
             self.raw, self.writes = raw, 0
@@ -221,7 +224,7 @@ KILLED_WRITER = textwrap.dedent(
             written = self.raw.write(data)
             self.raw.flush()
             self.writes += 1
-            if self.writes == 2:
+            if self.writes == 1:
                 print("writing", flush=True)
                 time.sleep(120)
             return written
@@ -229,7 +232,7 @@ KILLED_WRITER = textwrap.dedent(
         def __getattr__(self, name):
             return getattr(self.raw, name)
 
-    billing.write_records = lambda records, fileobj, fmt: real(records, Stalling(fileobj), fmt)
+    storage._stage = lambda write, path, fmt: real(lambda fileobj: write(Stalling(fileobj)), path, fmt)
     billing.CloudflarePaygoUsageOperator(
         task_id="usage", destination=destination, destination_conn_id=conn_id
     ).execute({})

@@ -47,7 +47,7 @@ from airflow_provider_cfbilling.exceptions import (
 )
 from airflow_provider_cfbilling.utils.periods import BillingPeriod, billing_period_at, parse_instant
 from airflow_provider_cfbilling.utils.ratelimit import RateLimitBudget, RateLimitExhausted, budget_for_credential
-from airflow_provider_cfbilling.utils.spool import SpooledRecords, scan_envelope
+from airflow_provider_cfbilling.utils.spool import SpooledRecords, scan_envelope, scan_head
 from airflow_provider_cfbilling.utils.validation import validate_account_id, validate_window
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -476,10 +476,16 @@ class CloudflareBillingHook(BaseHook):
         return self._parse(response.status_code, response.headers, body, account_id, path)
 
     def _check_spooled(self, spool_path: str, status: int, account_id: str, path: str) -> SpooledRecords:
-        """Check a spooled 2xx answer's envelope in one streaming pass, without building its records."""
+        """Check a spooled 2xx answer's envelope, reading no more of it than that takes.
+
+        The records are checked (each an object, the document complete) by the pass that reads them:
+        a large answer is parsed once, not once here and again there.
+        """
         try:
             with open(spool_path, "rb") as spool:
-                envelope = scan_envelope(spool)
+                envelope = scan_head(spool)
+                if envelope.success is not True:
+                    envelope = scan_envelope(spool)  # a failure: its errors, for the message
             if envelope.success is None:
                 raise CloudflareResponseError(
                     f"Cloudflare answered HTTP {status} for account {account_id} on {path} with JSON "
@@ -487,13 +493,14 @@ class CloudflareBillingHook(BaseHook):
                 )
             if envelope.success is not True:
                 raise _success_false_error(status, envelope.errors, account_id, path)
-            if envelope.result_kind != "array" or envelope.non_object_records:
-                kind = envelope.result_kind if envelope.result_kind != "array" else "list with non-record items"
-                raise _not_a_list_of_records(account_id, kind)
+            if envelope.result_kind != "array":
+                raise _not_a_list_of_records(account_id, envelope.result_kind)
         except BaseException:
             os.unlink(spool_path)
             raise
-        return SpooledRecords(spool_path, envelope.records)
+        return SpooledRecords(
+            spool_path, not_a_record=lambda kind: _not_a_list_of_records(account_id, f"list with a {kind} item")
+        )
 
     def _parse(self, status: int, headers: Mapping[str, str], body: bytes, account_id: str, path: str) -> Any:
         """Turn one HTTP answer into the envelope's ``result``, or the matching exception."""

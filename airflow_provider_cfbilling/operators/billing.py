@@ -25,19 +25,15 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingError,
     CloudflareBillingInputError,
     CloudflareRateLimitError,
-    CloudflareResponseError,
 )
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
-from airflow_provider_cfbilling.utils import reconcile as reconciliation
 from airflow_provider_cfbilling.utils.formats import (
     Records,
-    check_records,
     to_utc_timestamp,
-    write_records,
     xcom_records,
 )
+from airflow_provider_cfbilling.utils.ledger import UsageLedger
 from airflow_provider_cfbilling.utils.periods import parse_instant
-from airflow_provider_cfbilling.utils.spool import FilteredRecords
 from airflow_provider_cfbilling.utils.storage import (
     XCOM_OBJECTSTORAGE_BACKEND,
     Target,
@@ -75,17 +71,9 @@ class UsageWindow:
     def start_instant(self) -> dt.datetime | None:
         return None if self.start is None else _midnight(self.start)
 
-    def keeps(self, record: dict[str, Any]) -> bool:
-        """Whether a record's ChargePeriodStart falls in ``[start, end)`` (always, for the current period)."""
-        if self.start is None or self.end is None:
-            return True
-        charge_start = to_utc_timestamp(record.get("ChargePeriodStart"), "ChargePeriodStart")
-        if charge_start is None:
-            raise CloudflareResponseError(
-                "A usage record has no ChargePeriodStart, so it cannot be placed in the window "
-                f"{self.describe()}; dropping it would lose cost silently. Retry later; report it if it persists."
-            )
-        return _midnight(self.start) <= charge_start < _midnight(self.end)
+    @property
+    def end_instant(self) -> dt.datetime | None:
+        return None if self.end is None else _midnight(self.end)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -225,13 +213,15 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
         if target is None:
             window, fetched = self._fetch_or_defer(account, bounds, deferrals, spool_dir=None)
-            in_memory = list(fetched)  # already a list: XCom values live in memory anyway
+            ledger = self._ledger(account, window)
+            kept = ledger.run(fetched)  # already a list: XCom values live in memory anyway
+            self._log_window(ledger, window)
             if self.reconcile:
-                self._reconcile(in_memory, window, account)  # on the exact decimals, before they become floats
-            as_xcom = xcom_records(in_memory)
+                self._reconcile(ledger, window, account)  # on the exact decimals, before they become floats
+            as_xcom = xcom_records(kept)
             self._check_xcom_size(as_xcom)
             return as_xcom
-        # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
+        # Records bound for a file are spooled on local disk and parsed row by row in one pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
         with tempfile.TemporaryDirectory(prefix="cfbilling-usage-") as spool_dir:
             window, records = self._fetch_or_defer(account, bounds, deferrals, spool_dir=spool_dir)
@@ -256,35 +246,43 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         records: Records,
         deferrals: int,
     ) -> dict[str, Any]:
+        ledger = self._ledger(account, window)
+        if BILLING_PERIOD_PLACEHOLDER in target.uri and window.kind != "billing_period":
+            # The destination names the billing period the rows belong to: learn it before the write
+            # (the one case that reads the answer twice).
+            for _ in ledger.admit(records):
+                pass
         try:
-            path = self._destination_path(target, account, window, records)
+            path = self._destination_path(target, account, window, ledger)
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
-        check = self._reconcile(records, window, account) if self.reconcile else None
+        check: dict[str, Any] | None = None
 
         def write(fileobj: IO[bytes]) -> int:
-            write_records(records, fileobj, target.file_format)
-            return len(records)
+            # The single pass: each record is checked, filtered, summed and written to the staged file; a
+            # failure here (a broken contract, strict reconciliation) discards the staged file.
+            nonlocal check
+            rows = ledger.write(records, fileobj, target.file_format)
+            self._log_window(ledger, window)
+            check = self._reconcile(ledger, window, account) if self.reconcile else None
+            return rows
 
-        try:
-            size, digest = write_atomically(write, path, target.file_format)
-        except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
-            raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
+        size, digest = write_atomically(write, path, target.file_format)
         manifest = {
             "uri": clean_uri(path),
             "format": target.file_format,
             "account_id": account,
             "window": window.as_dict(),
-            "billing_periods": sorted({str(r.get("BillingPeriodStart")) for r in records}),
-            "rows": len(records),
+            "billing_periods": ledger.billing_periods,
+            "rows": ledger.kept,
             "bytes": size,
             "sha256": digest,
-            "totals": reconciliation.cost_totals(records),
+            "totals": ledger.totals.as_dict(),
             "reconciliation": check,
         }
         self.log.info(
             "Landed %d rows of account %s at %s (%s, %d bytes, sha256 %s).",
-            len(records),
+            ledger.kept,
             account,
             manifest["uri"],
             target.file_format,
@@ -354,44 +352,38 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         return period.start.date(), period.end.date()
 
     def _fetch(self, account: str, window: UsageWindow, spool_dir: str | None) -> Records:
-        """The window's records: a list, or with ``spool_dir`` a re-iterable view of a spooled answer.
+        """The answer's records: a list, or with ``spool_dir`` a re-iterable view of a spooled answer.
 
         For a window the API is asked for ``from_..to``, so the end day is covered whether it reads ``to``
-        inclusively or not, and rows outside ``[from_, to)`` are dropped here.
+        inclusively or not; the ledger drops the rows outside ``[from_, to)``.
         """
-        fetched: Records
         if spool_dir is None:
-            fetched = self.hook.get_paygo_usage(account, window.start, window.end)
-        else:
-            fetched = self.hook.download_paygo_usage(account, window.start, window.end, directory=spool_dir)
-        check_records(fetched, f"the usage of account {account} for {window.describe()}")
-        if window.start is None or window.end is None:
-            return fetched
-        kept: Records = (
-            [record for record in fetched if window.keeps(record)]
-            if isinstance(fetched, list)
-            else FilteredRecords(fetched, window.keeps)
+            return self.hook.get_paygo_usage(account, window.start, window.end)
+        return self.hook.download_paygo_usage(account, window.start, window.end, directory=spool_dir)
+
+    def _ledger(self, account: str, window: UsageWindow) -> UsageLedger:
+        return UsageLedger(
+            f"the usage of account {account} for {window.describe()}", window.start_instant, window.end_instant
         )
-        if len(kept) != len(fetched):
+
+    def _log_window(self, ledger: UsageLedger, window: UsageWindow) -> None:
+        if ledger.kept != ledger.fetched:
             self.log.info(
-                "Kept %d of %d rows: the others start outside %s.", len(kept), len(fetched), window.describe()
+                "Kept %d of %d rows: the others start outside %s.", ledger.kept, ledger.fetched, window.describe()
             )
-        if not fetched and window.kind == "range":
+        if not ledger.fetched and window.kind == "range":
             self.log.warning(
                 "Cloudflare returned no usage for %s. The API answers nothing for a range that does not contain "
                 "the subscription's billing-cycle anchor day; for past usage, fetch whole billing periods "
                 "(billing_period_of, or the sensor's start and end).",
                 window.describe(),
             )
-        return kept
 
-    def _reconcile(self, records: Records, window: UsageWindow, account: str) -> dict[str, Any]:
+    def _reconcile(self, ledger: UsageLedger, window: UsageWindow, account: str) -> dict[str, Any]:
         complete_from = window.start_instant
         if window.kind == "current_period":
-            # The API answers the current period from its first day.
-            starts = (to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart") for r in records)
-            complete_from = min((s for s in starts if s is not None), default=None)
-        result = reconciliation.reconcile(records, complete_from)
+            complete_from = ledger.first_period_start()  # the API answers the current period from its first day
+        result = ledger.reconcile(complete_from)
         if not result["ok"]:
             self.log.warning(
                 "Reconciliation: %d row(s) of %d checked disagree: ContractedCost differs from the movement "
@@ -465,25 +457,25 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             )
 
     def _destination_path(
-        self, target: Target, account: str, window: UsageWindow, records: Records
+        self, target: Target, account: str, window: UsageWindow, ledger: UsageLedger
     ) -> ObjectStoragePath:
         """The destination with ``{account_id}`` and ``{billing_period}`` filled in."""
         from airflow.sdk import ObjectStoragePath
 
         uri = target.uri.replace(ACCOUNT_PLACEHOLDER, account)
         if BILLING_PERIOD_PLACEHOLDER in uri:
-            uri = uri.replace(BILLING_PERIOD_PLACEHOLDER, self._billing_period_label(account, window, records))
+            uri = uri.replace(BILLING_PERIOD_PLACEHOLDER, self._billing_period_label(account, window, ledger))
         return ObjectStoragePath(uri, conn_id=target.conn_id)
 
-    def _billing_period_label(self, account: str, window: UsageWindow, records: Records) -> str:
-        """The start date (``YYYY-MM-DD``) of the one billing period this run covers."""
+    def _billing_period_label(self, account: str, window: UsageWindow, ledger: UsageLedger) -> str:
+        """The start date (``YYYY-MM-DD``) of the one billing period this run covers (after the ledger's pass)."""
         if window.kind == "billing_period" and window.start is not None:
             return window.start.isoformat()
         starts = sorted(
             {
                 stamp.date().isoformat()
-                for r in records
-                if (stamp := to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart"))
+                for text in ledger.billing_periods
+                if (stamp := to_utc_timestamp(text, "BillingPeriodStart"))
             }
         )
         if len(starts) > 1:

@@ -183,8 +183,27 @@ def to_utc_timestamp(value: Any, column: str = "value") -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
-def check_records(records: Records, source: str) -> None:
-    """Check that every record carries the 11 columns Cloudflare documents as required, non-null and typed.
+def check_records(records: Iterable[Record], source: str) -> None:
+    """Check that every record carries the 11 columns Cloudflare documents as required (see :class:`RecordCheck`).
+
+    :param records: the API's records
+    :param source: what they are, for the message (e.g. "the usage of account 023e...")
+    :raises CloudflareResponseError: naming the column, the row and the value
+    """
+    check = RecordCheck(source)
+    for row, record in enumerate(records, 1):
+        check(record, row)
+
+
+# Required columns by kind, for RecordCheck's fast path.
+_REQUIRED_STRINGS = tuple(c for c in REQUIRED_COLUMNS if c in _STRING_COLUMNS)
+_REQUIRED_STAMPS = tuple(c for c in REQUIRED_COLUMNS if c in TIMESTAMP_COLUMNS)
+_REQUIRED_DECIMALS = tuple(c for c in REQUIRED_COLUMNS if c in DECIMAL_COLUMNS)
+_REQUIRED_INTEGERS = tuple(c for c in REQUIRED_COLUMNS if c in INTEGER_COLUMNS)
+
+
+class RecordCheck:
+    """Checks that a record carries the 11 columns Cloudflare documents as required, non-null and typed.
 
     A record without its cost, currency, service or dates cannot be booked, and a number sent as a string
     changes the type of a whole column in the landed files (JSON Lines consumers would read text, sums would
@@ -192,31 +211,48 @@ def check_records(records: Records, source: str) -> None:
     rather than a file that books a wrong cost. Unknown and FOCUS 1.3 columns are not checked here (they are
     kept as sent).
 
-    :param records: the API's records
-    :param source: what they are, for the message (e.g. "the usage of account 023e...")
-    :raises CloudflareResponseError: naming the column, the row and the value
+    Called once per record; the usual record (strings, date-times seen before, exact numbers) passes on type
+    tests alone, and only a value that fails them is judged in full.
+
+    :param source: what the records are, for the message (e.g. "the usage of account 023e...")
     """
-    valid_stamps: set[str] = set()  # usage rows share a handful of date-times: parse each once
-    for index, record in enumerate(records):
-        for column in REQUIRED_COLUMNS:
-            value = record.get(column, _MISSING)
-            if column in TIMESTAMP_COLUMNS and value.__class__ is str and value in valid_stamps:
-                continue
-            problem = _contract_problem(column, value)
-            if problem is None:
-                if column in TIMESTAMP_COLUMNS:
-                    valid_stamps.add(value)
-                continue
-            where = ", ".join(
-                f"{name} {record[name]!r}" for name in ("ChargePeriodStart", "ServiceName") if name in record
-            )
-            raise CloudflareResponseError(
-                f"Cloudflare sent {source} with a record (row {index + 1} of {len(records)}"
-                f"{': ' + where if where else ''}) whose {column} {problem}. Cloudflare documents these 11 "
-                f"columns as required and typed ({', '.join(REQUIRED_COLUMNS)}): the API broke its contract, "
-                "so nothing was written or returned (a partial or retyped file would book a wrong cost). "
-                "Retry later; if it persists, report it with this message."
-            )
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._valid_stamps: set[str] = set()  # usage rows share a handful of date-times: parse each once
+
+    def __call__(self, record: Record, row: int) -> None:
+        """:raises CloudflareResponseError: naming the column, the row and the value"""
+        get = record.get
+        for column in _REQUIRED_STRINGS:
+            if get(column).__class__ is not str:
+                self._judge(record, row, column)
+        for column in _REQUIRED_STAMPS:
+            if get(column) not in self._valid_stamps:
+                self._judge(record, row, column)
+        for column in _REQUIRED_DECIMALS:
+            value = get(column)
+            if not (value.__class__ is int or (value.__class__ is Decimal and value.is_finite())):
+                self._judge(record, row, column)
+        for column in _REQUIRED_INTEGERS:
+            if get(column).__class__ is not int:
+                self._judge(record, row, column)
+
+    def _judge(self, record: Record, row: int, column: str) -> None:
+        value = record.get(column, _MISSING)
+        problem = _contract_problem(column, value)
+        if problem is None:
+            if column in TIMESTAMP_COLUMNS:
+                self._valid_stamps.add(value)
+            return
+        where = ", ".join(f"{name} {record[name]!r}" for name in ("ChargePeriodStart", "ServiceName") if name in record)
+        raise CloudflareResponseError(
+            f"Cloudflare sent {self.source} with a record (row {row}"
+            f"{': ' + where if where else ''}) whose {column} {problem}. Cloudflare documents these 11 "
+            f"columns as required and typed ({', '.join(REQUIRED_COLUMNS)}): the API broke its contract, "
+            "so nothing was written or returned (a partial or retyped file would book a wrong cost). "
+            "Retry later; if it persists, report it with this message."
+        )
 
 
 def _contract_problem(column: str, value: Any) -> str | None:

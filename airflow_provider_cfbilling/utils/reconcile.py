@@ -26,7 +26,9 @@ from airflow_provider_cfbilling.utils.formats import to_decimal, to_utc_timestam
 # Mismatches listed in full; beyond this only the count is kept (the result travels in XCom).
 MAX_LISTED_MISMATCHES = 20
 _SUM_PRECISION = 100  # digits: far beyond any cost, so sums are never rounded
-_Row = tuple[Any, Any, Any]  # (ChargePeriodStart, ContractedCost, CumulatedContractedCost) as sent
+_SUM = decimal.Context(prec=_SUM_PRECISION)
+_ZERO = Decimal(0)
+Row = tuple[Any, Any, Any]  # (ChargePeriodStart, ContractedCost, CumulatedContractedCost) as sent
 
 
 def _plain(number: Decimal) -> str:
@@ -43,23 +45,40 @@ def cost_totals(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     :return: ``{"by_currency": {"USD": "12.5"}, "by_service": {"USD": {"Workers Standard": "10.25"}}}``,
         keys sorted.
     """
-    by_currency: dict[str, Decimal] = defaultdict(Decimal)
-    by_service: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    with decimal.localcontext() as context:
-        context.prec = _SUM_PRECISION
-        for record in records:
-            cost = to_decimal(record.get("ContractedCost"), "ContractedCost")
-            if cost is None:
-                continue
-            currency = str(record.get("BillingCurrency"))
-            by_currency[currency] += cost
-            by_service[currency][str(record.get("ServiceName"))] += cost
-    return {
-        "by_currency": {c: _plain(by_currency[c]) for c in sorted(by_currency)},
-        "by_service": {
-            c: {s: _plain(services[s]) for s in sorted(services)} for c, services in sorted(by_service.items())
-        },
-    }
+    totals = CostTotals()
+    for record in records:
+        totals.add(record)
+    return totals.as_dict()
+
+
+class CostTotals:
+    """Running exact sums of ``ContractedCost`` per currency and per (currency, service), fed one record at a time."""
+
+    def __init__(self) -> None:
+        self._by_service: dict[tuple[str, str], Decimal] = {}
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        sent = record.get("ContractedCost")
+        cost = sent if sent.__class__ is Decimal else to_decimal(sent, "ContractedCost")
+        if cost is None:
+            return
+        key = (str(record.get("BillingCurrency")), str(record.get("ServiceName")))
+        # An explicit context, not localcontext(): the caller's code runs between two records.
+        self._by_service[key] = _SUM.add(self._by_service.get(key, _ZERO), cost)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"by_currency": {...}, "by_service": {...}}`` as :func:`cost_totals` returns it."""
+        by_currency: dict[str, Decimal] = defaultdict(Decimal)
+        by_service: dict[str, dict[str, Decimal]] = defaultdict(dict)
+        for (currency, service), total in self._by_service.items():
+            by_currency[currency] = _SUM.add(by_currency[currency], total)
+            by_service[currency][service] = total
+        return {
+            "by_currency": {c: _plain(by_currency[c]) for c in sorted(by_currency)},
+            "by_service": {
+                c: {s: _plain(services[s]) for s in sorted(services)} for c, services in sorted(by_service.items())
+            },
+        }
 
 
 def reconciliation_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -84,12 +103,20 @@ def reconcile(records: Iterable[Mapping[str, Any]], complete_from: dt.datetime |
     """
     # Only the three figures a check needs are kept per row, not the row: records may be spooled on disk
     # and far larger than memory as dicts.
-    groups: dict[tuple[Any, ...], list[_Row]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for record in records:
         groups[reconciliation_key(record)].append(
             (record.get("ChargePeriodStart"), record.get("ContractedCost"), record.get("CumulatedContractedCost"))
         )
+    return check_groups(groups, complete_from)
 
+
+def check_groups(groups: Mapping[tuple[Any, ...], list[Row]], complete_from: dt.datetime | None) -> dict[str, Any]:
+    """:func:`reconcile` on rows already grouped by :func:`reconciliation_key` (what a single pass gathers).
+
+    :param groups: per key, each row's (ChargePeriodStart, ContractedCost, CumulatedContractedCost) as sent
+    :param complete_from: as for :func:`reconcile`
+    """
     mismatches: list[dict[str, Any]] = []
     checked = 0
     with decimal.localcontext() as context:
