@@ -40,7 +40,7 @@ import decimal
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -398,55 +398,92 @@ def open_writer(fileobj: IO[bytes], file_format: str, columns: Sequence[str]) ->
 
 
 _RANK = {column: index for index, column in enumerate(KNOWN_COLUMNS)}
-_KEY_ORDERS: dict[tuple[str, ...], list[str]] = {}  # a record's keys as sent -> in column order
+_LAYOUTS: dict[tuple[str, ...], tuple[list[str], bool]] = {}  # keys as sent -> (in column order, already so)
 
 
-def _keys_in_order(record: Record) -> list[str]:
-    """The record's own keys in the order of :func:`column_order` (which ranks every name on its own)."""
+def _layout(record: Record) -> tuple[list[str], bool]:
+    """The record's own keys in the order of :func:`column_order` (which ranks every name on its own), and
+    whether the record already has them in that order."""
     sent = tuple(record)
-    ordered = _KEY_ORDERS.get(sent)
-    if ordered is None:
+    layout = _LAYOUTS.get(sent)
+    if layout is None:
         known = sorted((k for k in sent if k in _RANK), key=_RANK.__getitem__)
         ordered = known + sorted(k for k in sent if k not in _RANK)
-        if len(_KEY_ORDERS) < 1024:  # answers carry a handful of key layouts; never grow without bound
-            _KEY_ORDERS[sent] = ordered
-    return ordered
+        layout = (ordered, tuple(ordered) == sent)
+        if len(_LAYOUTS) < 1024:  # answers carry a handful of key layouts; never grow without bound
+            _LAYOUTS[sent] = layout
+    return layout
 
 
-# JSON text is built by the json module's C encoder, which has no exact decimal: each number is handed
-# to it as a string between two NULs and the quotes and NULs are removed from its output. The count of
-# escaped NULs proves no string of the record held one (else the record takes json_text's slower path).
+# JSON text is built by the json module's C encoder, which has no exact decimal: it hands each Decimal to
+# _marked, which returns the number's text between two NULs; the encoder quotes it as a string and escapes
+# the NULs, and the quotes and escaped NULs are then removed from its output. The count of escaped NULs
+# proves that no string or key of the records held one (else each record takes the line-by-line path).
 _NUMBER_MARK = "\x00"
 _ESCAPED_MARK = "\\u0000"
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_PLAIN_KINDS = frozenset({str, int, type(None), bool, Decimal})  # what the fast path encodes exactly
 
 
-def json_line(record: Record) -> str:
-    """A record as one line of compact JSON text, keys in column order: the same text as :func:`json_text`."""
-    keys = _keys_in_order(record)
-    values: dict[str, Any] = {}
-    numbers = 0
-    for key in keys:
-        value = record[key]
-        kind = value.__class__
-        if kind is str or kind is int or value is None or kind is bool:
-            values[key] = value
-        elif kind is Decimal or kind is float:
-            values[key] = _NUMBER_MARK + json_text(value) + _NUMBER_MARK
-            numbers += 1
-        else:  # a list, an object or a subclass: the general path
-            return json_text({key: record[key] for key in keys})
-    text = _ENCODE(values)
-    if numbers:
-        if text.count(_ESCAPED_MARK) != 2 * numbers:
-            return json_text({key: record[key] for key in keys})
+def _decimal_text(value: Decimal) -> str:
+    """:func:`json_text` of a Decimal."""
+    if not value.is_finite():
+        raise CloudflareResponseError(f"A record holds a non-finite number ({value!r}).")
+    text = format(value, "f")
+    return text if "." in text else text + ".0"
+
+
+class _MarkingEncoder:
+    """The C JSON encoder set up for :func:`json_lines`, counting the numbers it marked."""
+
+    def __init__(self) -> None:
+        self.marked = 0
+        encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=self._marked)
+        make = getattr(json.encoder, "c_make_encoder", None)
+        if make is None:  # a Python without the C accelerator
+            self.encode: Callable[[Any], str] = encoder.encode
+        else:
+            c_encode = make(None, self._marked, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+            self.encode = lambda value: "".join(c_encode(value, 0))
+
+    def _marked(self, value: Any) -> str:
+        if value.__class__ is not Decimal:
+            raise TypeError(f"{type(value).__name__} is not a JSON value")
+        self.marked += 1
+        return _NUMBER_MARK + _decimal_text(value) + _NUMBER_MARK
+
+
+def json_lines(records: Sequence[Record]) -> str:
+    """The records as JSON Lines text (a line each, ``\\n``-terminated), keys in column order: :func:`json_text`'s text.
+
+    Records of plain JSON values (strings, integers, Decimals, booleans, nulls) are encoded in one go by the C
+    encoder; any other record (a float, a nested value) takes :func:`json_text`, line by line.
+    """
+    if not records:
+        return ""
+    encoder = _MarkingEncoder()
+    lines = []
+    for record in records:
+        if not _PLAIN_KINDS.issuperset(map(type, record.values())):
+            return "".join(json_line(record) + "\n" for record in records)
+        keys, in_order = _layout(record)
+        lines.append(encoder.encode(record if in_order else {key: record[key] for key in keys}))
+    text = "\n".join(lines) + "\n"
+    if encoder.marked:
+        if text.count(_ESCAPED_MARK) != 2 * encoder.marked:  # a string held a NUL: judge line by line
+            return "".join(json_line(record) + "\n" for record in records)
         text = text.replace('"' + _ESCAPED_MARK, "").replace(_ESCAPED_MARK + '"', "")
     if "\x85" in text or "\u2028" in text or "\u2029" in text:
         text = text.translate(_LINE_BREAK_ESCAPES)
     return text
 
 
-_BATCH = 2_000  # lines joined per write call
+def json_line(record: Record) -> str:
+    """A record as one line of compact JSON text, keys in column order (:func:`json_text` of the reordered record)."""
+    keys, _ = _layout(record)
+    return json_text({key: record[key] for key in keys})
+
+
+_BATCH = 2_000  # records encoded and written per call
 
 
 class _JsonLinesWriter:
@@ -454,19 +491,19 @@ class _JsonLinesWriter:
 
     def __init__(self, fileobj: IO[bytes]) -> None:
         self._fileobj = fileobj
-        self._lines: list[str] = []
+        self._pending: list[Record] = []
         self._rows = 0
 
     def write(self, record: Record) -> None:
-        self._lines.append(json_line(record))
-        if len(self._lines) >= _BATCH:
+        self._pending.append(record)
+        if len(self._pending) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
-        if self._lines:
-            self._fileobj.write(("\n".join(self._lines) + "\n").encode("utf-8"))
-            self._rows += len(self._lines)
-            self._lines = []
+        if self._pending:
+            self._fileobj.write(json_lines(self._pending).encode("utf-8"))
+            self._rows += len(self._pending)
+            self._pending = []
 
     def close(self) -> int:
         self._flush()
@@ -481,11 +518,11 @@ class _JsonArrayWriter(_JsonLinesWriter):
         fileobj.write(b"[")
 
     def _flush(self) -> None:
-        if self._lines:
-            lead = ",\n" if self._rows else "\n"
-            self._fileobj.write((lead + ",\n".join(self._lines)).encode("utf-8"))
-            self._rows += len(self._lines)
-            self._lines = []
+        if self._pending:
+            lines = json_lines(self._pending)[:-1].replace("\n", ",\n")  # JSON text holds no raw line break
+            self._fileobj.write(((",\n" if self._rows else "\n") + lines).encode("utf-8"))
+            self._rows += len(self._pending)
+            self._pending = []
 
     def close(self) -> int:
         self._flush()
