@@ -40,6 +40,7 @@ import decimal
 import io
 import json
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -100,6 +101,7 @@ DECIMAL_SCALE = 18
 FILE_FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 _PARQUET_ROW_GROUP = 50_000
+_PARQUET_BATCH = 5_000  # records held as Python objects before they become Arrow arrays
 
 Record = Mapping[str, Any]
 
@@ -636,12 +638,25 @@ def _parquet_column(column: str, values: list[Any]) -> list[Any]:
     return [v if v.__class__ is str or v is None else text_value(v) for v in values]
 
 
+def _transpose(chunk: list[Record], columns: list[str]) -> list[list[Any]]:
+    """The chunk's values column by column (None where a record lacks a column)."""
+    if len(columns) > 1:
+        row = operator.itemgetter(*columns)  # a tuple per record, built in C
+        try:
+            return [list(values) for values in zip(*map(row, chunk), strict=True)] if chunk else [[] for _ in columns]
+        except KeyError:  # some record lacks a column
+            pass
+    return [[record.get(column) for record in chunk] for column in columns]
+
+
 class _ParquetWriter:
     """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records.
 
-    A row group's values are gathered per column and handed to pyarrow as arrays: pyarrow refuses a
-    decimal it cannot hold without rounding and an integer outside int64; the refusal is then explained
-    value by value (:func:`_parquet_misfit`), and the staged file is discarded by the caller.
+    Records are turned into Arrow arrays 5,000 at a time (pyarrow refuses a decimal it cannot hold without
+    rounding and an integer outside int64; the refusal is then explained value by value by
+    :func:`_parquet_misfit`, and the staged file is discarded by the caller), and the arrays written as one
+    row group per 50,000 records: memory holds 5,000 records as Python objects and one row group as Arrow
+    buffers, not 50,000 records.
     """
 
     def __init__(self, fileobj: IO[bytes], columns: Sequence[str]) -> None:
@@ -649,6 +664,8 @@ class _ParquetWriter:
         self._schema = parquet_schema(columns)
         self._known = frozenset(columns)
         self._chunk: list[Record] = []
+        self._batches: list[Any] = []  # pyarrow RecordBatches of the row group being gathered
+        self._gathered = 0
         self._rows = 0
         self._writer: Any = None  # opened with the first row group that converts: a refusal there writes nothing
 
@@ -656,18 +673,20 @@ class _ParquetWriter:
         if not self._known.issuperset(record):
             raise NewColumnError(sorted(set(record) - self._known))
         self._chunk.append(record)
-        if len(self._chunk) >= _PARQUET_ROW_GROUP:
-            self._flush()
+        if len(self._chunk) >= _PARQUET_BATCH:
+            self._convert()
+            if self._gathered >= _PARQUET_ROW_GROUP:
+                self._flush()
 
-    def _flush(self) -> None:
+    def _convert(self) -> None:
         import pyarrow as pa
 
         chunk, self._chunk = self._chunk, []
         if not chunk:
             return
         arrays = []
-        for field in self._schema:
-            values = _parquet_column(field.name, [record.get(field.name) for record in chunk])
+        for field, column in zip(self._schema, _transpose(chunk, self._schema.names), strict=True):
+            values = _parquet_column(field.name, column)
             try:
                 arrays.append(pa.array(values, type=field.type))
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
@@ -679,12 +698,23 @@ class _ParquetWriter:
                     f"Column {field.name} does not fit its Parquet type {field.type}: {exc}. "
                     f"Costs and quantities are stored as decimals with {DECIMAL_SCALE} decimal places."
                 ) from exc
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        self._gathered += len(chunk)
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        self._convert()
+        if not self._batches:
+            return
         if self._writer is None:
             import pyarrow.parquet as pq
 
             self._writer = pq.ParquetWriter(self._fileobj, self._schema, compression="snappy")
-        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=len(chunk))
-        self._rows += len(chunk)
+        table = pa.Table.from_batches(self._batches, schema=self._schema).combine_chunks()
+        self._writer.write_table(table, row_group_size=self._gathered)
+        self._rows += self._gathered
+        self._batches, self._gathered = [], 0
 
     def _explain(self, column: str, chunk: list[Record]) -> None:
         """Name the row and value pyarrow refused, with what to do instead."""
@@ -692,7 +722,7 @@ class _ParquetWriter:
             problem = _parquet_misfit(column, record.get(column)) if column in _EXACT_COLUMNS else None
             if problem is not None:
                 raise CloudflareResponseError(
-                    f"In row {self._rows + index + 1}, {column} {problem}. Nothing was "
+                    f"In row {self._rows + self._gathered + index + 1}, {column} {problem}. Nothing was "
                     "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
                     ".jsonl destination) instead of Parquet."
                 )
