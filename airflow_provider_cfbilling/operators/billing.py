@@ -217,7 +217,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             kept = ledger.run(fetched)  # already a list: XCom values live in memory anyway
             self._log_window(ledger, window)
             if self.reconcile:
-                self._reconcile(ledger, window, account)  # on the exact decimals, before they become floats
+                self._reconcile(ledger, fetched, account)  # on the exact decimals, before they become floats
             as_xcom = xcom_records(kept)
             self._check_xcom_size(as_xcom)
             return as_xcom
@@ -264,7 +264,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             nonlocal check
             rows = ledger.write(records, fileobj, target.file_format)
             self._log_window(ledger, window)
-            check = self._reconcile(ledger, window, account) if self.reconcile else None
+            check = self._reconcile(ledger, records, account) if self.reconcile else None
             return rows
 
         size, digest = write_atomically(write, path, target.file_format)
@@ -363,7 +363,10 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
     def _ledger(self, account: str, window: UsageWindow) -> UsageLedger:
         return UsageLedger(
-            f"the usage of account {account} for {window.describe()}", window.start_instant, window.end_instant
+            f"the usage of account {account} for {window.describe()}",
+            window.start_instant,
+            window.end_instant,
+            reconcile=self.reconcile,
         )
 
     def _log_window(self, ledger: UsageLedger, window: UsageWindow) -> None:
@@ -379,11 +382,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 window.describe(),
             )
 
-    def _reconcile(self, ledger: UsageLedger, window: UsageWindow, account: str) -> dict[str, Any]:
-        complete_from = window.start_instant
-        if window.kind == "current_period":
-            complete_from = ledger.first_period_start()  # the API answers the current period from its first day
-        result = ledger.reconcile(complete_from)
+    def _reconcile(self, ledger: UsageLedger, records: Records, account: str) -> dict[str, Any]:
+        result = ledger.reconcile(records)
         if not result["ok"]:
             self.log.warning(
                 "Reconciliation: %d row(s) of %d checked disagree: ContractedCost differs from the movement "

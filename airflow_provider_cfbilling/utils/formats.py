@@ -711,7 +711,7 @@ class _ParquetWriter:
             import pyarrow.parquet as pq
 
             self._writer = pq.ParquetWriter(self._fileobj, self._schema, compression="snappy")
-        table = pa.Table.from_batches(self._batches, schema=self._schema).combine_chunks()
+        table = pa.Table.from_batches(self._batches, schema=self._schema)
         self._writer.write_table(table, row_group_size=self._gathered)
         self._rows += self._gathered
         self._batches, self._gathered = [], 0

@@ -11,16 +11,16 @@ pass over a spooled answer parses it again (about as long as the whole download)
 before anything is *committed*: the file is written to a staged copy while the pass runs, and a failed
 check, a refused value or a failed reconciliation discards it (``utils.storage.write_atomically``).
 
-What the pass keeps in memory grows with the kept rows, not with the body: per row, the group key's
-lookup and three references (ChargePeriodStart, shared between rows of a day; ContractedCost;
-CumulatedContractedCost), which reconciliation must sort per group at the end; plus one Parquet row
-group (50,000 records) or 2,000 JSON lines awaiting their write.
+What the pass keeps in memory does not grow with the rows: running sums per currency and service, a running
+figure per reconciliation group (period, currency, service, zone), the billing periods seen; plus what the
+writer holds (2,000 records awaiting their JSON lines; for Parquet 5,000 records and one 50,000-row group
+as Arrow arrays). Reconciliation needs each group's rows in ChargePeriodStart order, the API's order; rows
+out of order cost one more pass at the end (:meth:`UsageLedger.reconcile`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -44,21 +44,26 @@ class UsageLedger:
     """Checks, filters, totals and reconciles one usage answer in a single pass over its records.
 
     :param source: what the records are, for messages (e.g. "the usage of account 023e... for [...)")
-    :param start: the window's first instant (inclusive), or None to keep every row
+    :param start: the window's first instant (inclusive), or None to keep every row (the current period)
     :param end: the window's end (exclusive), or None to keep every row
+    :param reconcile: whether to reconcile (see :meth:`reconcile`)
     """
 
-    def __init__(self, source: str, start: dt.datetime | None = None, end: dt.datetime | None = None) -> None:
+    def __init__(
+        self, source: str, start: dt.datetime | None = None, end: dt.datetime | None = None, *, reconcile: bool = True
+    ) -> None:
         self.source = source
         self._start, self._end = start, end
+        # Without a window the API answers the current period from its first day: every period is complete.
+        self._running = (
+            reconciliation.RunningReconciliation(start, complete_periods=start is None) if reconcile else None
+        )
         self._check = RecordCheck(source)
-        self._keeps: dict[str, bool] = {}  # ChargePeriodStart text -> in the window; also shares the text
-        self._stamps: dict[str, str] = {}
+        self._keeps: dict[str, bool] = {}  # ChargePeriodStart text -> in the window
         self.fetched = 0
         self.kept = 0
         self.complete = False
         self.totals = reconciliation.CostTotals()
-        self.groups: dict[tuple[Any, ...], list[reconciliation.Row]] = defaultdict(list)
         self._periods: set[str] = set()
 
     # -- the pass -------------------------------------------------------------------------------
@@ -68,14 +73,8 @@ class UsageLedger:
 
         :raises CloudflareResponseError: a record breaks the contract (nothing is to be used)
         """
-        check, keeps, groups, totals, periods, stamps = (
-            self._check,
-            self.keeps,
-            self.groups,
-            self.totals,
-            self._periods,
-            self._stamps,
-        )
+        check, keeps, totals, periods = self._check, self.keeps, self.totals, self._periods
+        running = self._running
         for record in records:
             self.fetched += 1
             check(record, self.fetched)
@@ -83,11 +82,8 @@ class UsageLedger:
                 continue
             self.kept += 1
             totals.add(record)
-            charge_start = record["ChargePeriodStart"]
-            charge_start = stamps.setdefault(charge_start, charge_start)
-            groups[reconciliation.reconciliation_key(record)].append(
-                (charge_start, record["ContractedCost"], record["CumulatedContractedCost"])
-            )
+            if running is not None and running.in_order:
+                running.add(record)
             periods.add(record["BillingPeriodStart"])
             yield record
         self.complete = True
@@ -170,9 +166,19 @@ class UsageLedger:
         starts = (to_utc_timestamp(text, "BillingPeriodStart") for text in self._periods)
         return min((start for start in starts if start is not None), default=None)
 
-    def reconcile(self, complete_from: dt.datetime | None) -> dict[str, Any]:
-        """Reconciliation of the kept rows (see :func:`~airflow_provider_cfbilling.utils.reconcile.reconcile`)."""
-        return reconciliation.check_groups(self.groups, complete_from)
+    def reconcile(self, records: Iterable[Record]) -> dict[str, Any]:
+        """Reconciliation of the kept rows (:func:`~airflow_provider_cfbilling.utils.reconcile.reconcile`), from
+        the window's start, or for the current period from each period's first day.
+
+        Computed in the pass while each group's rows come in ChargePeriodStart order (the API's order);
+        otherwise from ``records`` again (one more pass, sorting per group).
+        """
+        if self._running is None:
+            raise ValueError("This ledger was made with reconcile=False.")
+        if self._running.in_order:
+            return self._running.result()
+        complete_from = self._start if self._start is not None else self.first_period_start()
+        return reconciliation.reconcile((r for r in records if self.keeps(r)), complete_from)
 
 
 def _chain(first: Record | None, rest: Iterator[Record]) -> Iterator[Record]:

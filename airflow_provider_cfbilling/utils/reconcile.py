@@ -148,6 +148,85 @@ def check_groups(groups: Mapping[tuple[Any, ...], list[Row]], complete_from: dt.
     }
 
 
+class RunningReconciliation:
+    """:func:`reconcile` fed one record at a time, keeping per group its running figures instead of its rows.
+
+    The API sends each group's rows in ChargePeriodStart order; then the result is :func:`reconcile`'s, in
+    memory that grows with the groups (services x zones x periods), not with the rows. The first row that
+    comes out of order sets :attr:`in_order` to False: the caller then reconciles the records again with
+    :func:`reconcile`, which sorts them.
+
+    :param complete_from: as for :func:`reconcile`
+    :param complete_periods: the records are complete from the start of every billing period they hold (the
+        current period, which the API answers from its first day): every group is checked from zero.
+    """
+
+    def __init__(self, complete_from: dt.datetime | None = None, *, complete_periods: bool = False) -> None:
+        self._complete_from = complete_from
+        self._complete_periods = complete_periods
+        self._groups: dict[tuple[Any, ...], list[Any]] = {}  # key -> [previous cumulated, last ChargePeriodStart]
+        self._period_starts: dict[Any, dt.datetime | None] = {}
+        self._mismatches: list[tuple[tuple[str, ...], str, int, dict[str, Any]]] = []
+        self.checked = 0
+        self.in_order = True
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        key = reconciliation_key(record)
+        charge_start = record.get("ChargePeriodStart")
+        order = str(charge_start)
+        state = self._groups.get(key)
+        if state is None:
+            period_start = self._period_start(key[0])
+            if self._complete_periods:
+                from_zero = period_start is not None
+            else:
+                from_zero = _starts_from_zero(charge_start, period_start, self._complete_from)
+            state = self._groups[key] = [_ZERO if from_zero else None, order]
+        elif order < state[1]:
+            self.in_order = False
+            return
+        else:
+            state[1] = order
+        sent_cost, sent_cumulated = record.get("ContractedCost"), record.get("CumulatedContractedCost")
+        cost = sent_cost if sent_cost.__class__ is Decimal else to_decimal(sent_cost, "ContractedCost")
+        cumulated = (
+            sent_cumulated
+            if sent_cumulated.__class__ is Decimal
+            else to_decimal(sent_cumulated, "CumulatedContractedCost")
+        )
+        previous = state[0]
+        if cost is None or cumulated is None:
+            self._note(key, charge_start, _mismatch(key, charge_start, cost, cumulated, previous, "null cost value"))
+            state[0] = None  # the chain is broken: the next row anchors again
+            return
+        if previous is not None:
+            self.checked += 1
+            if _SUM.subtract(cumulated, previous) != cost:
+                self._note(key, charge_start, _mismatch(key, charge_start, cost, cumulated, previous, None))
+        state[0] = cumulated
+
+    def _period_start(self, text: Any) -> dt.datetime | None:
+        if text not in self._period_starts:
+            self._period_starts[text] = to_utc_timestamp(text, "BillingPeriodStart")
+        return self._period_starts[text]
+
+    def _note(self, key: tuple[Any, ...], charge_start: Any, entry: dict[str, Any]) -> None:
+        # Listed in reconcile()'s order: groups by key, rows by ChargePeriodStart, ties as they came.
+        group_order = tuple("" if v is None else str(v) for v in key)
+        self._mismatches.append((group_order, str(charge_start), len(self._mismatches), entry))
+
+    def result(self) -> dict[str, Any]:
+        """:func:`reconcile`'s result (only meaningful while :attr:`in_order`)."""
+        mismatches = [entry for *_, entry in sorted(self._mismatches, key=lambda m: m[:3])]
+        return {
+            "ok": not mismatches,
+            "rows_checked": self.checked,
+            "groups": len(self._groups),
+            "mismatch_count": len(mismatches),
+            "mismatches": mismatches[:MAX_LISTED_MISMATCHES],
+        }
+
+
 def _starts_from_zero(charge_start: Any, period_start: dt.datetime | None, complete_from: dt.datetime | None) -> bool:
     if period_start is None:
         return False
