@@ -13,7 +13,7 @@ check, a refused value or a failed reconciliation discards it (``utils.storage.w
 
 What the pass keeps in memory does not grow with the rows: running sums per currency and service, a running
 figure per reconciliation group (period, currency, service, zone), the billing periods seen; plus what the
-writer holds (2,000 records awaiting their JSON lines; for Parquet 5,000 records and one 50,000-row group
+writer holds (2,000 records awaiting their JSON lines; for Parquet 2,500 records and one 25,000-row group
 as Arrow arrays). Reconciliation needs each group's rows in ChargePeriodStart order, the API's order; rows
 out of order cost one more pass at the end (:meth:`UsageLedger.reconcile`).
 """
