@@ -268,10 +268,12 @@ class CloudflareBillingHook(BaseHook):
         """
         :meth:`get_paygo_usage` for answers too large to hold in memory as Python objects.
 
-        The body is written to a local file as it arrives (inside ``directory``), its envelope checked in
-        one streaming pass, and the records are parsed one at a time each time the result is iterated:
-        the same records, in the same order, with the same values as :meth:`get_paygo_usage`. Close the
-        result (or delete ``directory``) to remove the file.
+        The body is written to a local file as it arrives (inside ``directory``), its envelope checked
+        (``success`` and the type of ``result``, reading no further than that takes), and the records are
+        parsed one at a time each time the result is iterated: the same records, in the same order, with the
+        same values as :meth:`get_paygo_usage`. Each iteration also checks that every item is a record and
+        that the document is complete (raising :class:`CloudflareResponseError` otherwise), so a large answer
+        is parsed once, by the pass that uses it. Close the result (or delete ``directory``) to remove the file.
 
         :param account_id: The account; default: the connection's ``account_id`` extra.
         :param from_: Start of the window, as for :meth:`get_paygo_usage`.

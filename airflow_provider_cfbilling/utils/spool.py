@@ -2,9 +2,11 @@
 
 A month of zone-level usage can be a JSON document of hundreds of megabytes. Parsed at once with
 ``json.loads`` it becomes four to five times its size in Python objects. Writing it to a file needs no such
-thing: the hook spools the body to a local temporary file as it arrives, checks the envelope in one
-streaming pass, and hands over :class:`SpooledRecords`, which parses the ``result`` array afresh, one
-record at a time, each time it is iterated (ijson's C backend; about as fast as ``json.loads``).
+thing: the hook spools the body to a local temporary file as it arrives, checks the envelope's ``success``
+and the type of its ``result`` (:func:`scan_head`, which reads no more than that takes), and hands over
+:class:`SpooledRecords`, which parses the ``result`` array afresh, one record at a time, each time it is
+iterated (ijson's C backend; about as fast as ``json.loads``), checking as it goes that each item is a
+record and that the document is complete.
 
 Records come out exactly as :meth:`CloudflareBillingHook.get_paygo_usage` would return them: the API's
 keys in the API's order, JSON integers as ``int`` and other JSON numbers as exact ``Decimal``.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
@@ -194,24 +196,3 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "number" if isinstance(value, (int, Decimal)) else type(value).__name__
-
-
-class FilteredRecords:
-    """A re-iterable, sized view of the records a predicate keeps (e.g. the rows inside a window).
-
-    :param records: any re-iterable source of records (a list, :class:`SpooledRecords`)
-    :param keep: the predicate
-    """
-
-    def __init__(self, records: Iterable[dict[str, Any]], keep: Callable[[dict[str, Any]], bool]) -> None:
-        self._records = records
-        self._keep = keep
-        self._count: int | None = None
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (record for record in self._records if self._keep(record))
-
-    def __len__(self) -> int:
-        if self._count is None:
-            self._count = sum(1 for _ in self)
-        return self._count
