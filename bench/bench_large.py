@@ -3,9 +3,12 @@
 Each run is a fresh Python process (peak RSS is per process) that builds the operator as a DAG author
 would and executes it against LARGE_ACCOUNT's January 2025 billing period, sized by the simulator's
 zone count. Reported per size: the JSON body's size, wall time, and the process's peak RSS above its
-idle level (after importing Airflow and the operator), as a multiple of the body size. The baseline,
-measured in the same run: a hand-written script's ``requests.get(...).json()`` of the same answer, which
-only downloads and parses (it writes nothing).
+idle level (after importing Airflow, pyarrow and the operator), as a multiple of the body size. The
+baselines, measured in the same run on the same answer: the ten-line scripts a user would write instead
+(``requests`` + ``json`` + ``pyarrow.Table.from_pylist`` + ``pq.write_table``; ``requests`` + ``json`` + one
+``json.dumps`` line per record), which check nothing and read costs as binary floats, and
+``requests.get(...).json()`` alone (download and parse, nothing written). Runs are interleaved and the
+figure is the median.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ from bench.common import REPO, Section, Target, median, ratio, secs, simulator, 
 TITLE = "3. Large answers end to end"
 FROM, TO = "2025-01-01", "2025-02-01"  # LARGE_ACCOUNT's January period; the operator's `to` is exclusive
 DAYS = 31
-TARGET_RSS_MULTIPLE = 3.0
+TARGET_RSS_MULTIPLE = 1.0
+TARGET_TIME_MULTIPLE = 1.5
 FULL_SIZES = (100_000, 300_000, 1_000_000)
 SMOKE_SIZES = (1_000, 2_000)
-CLIENTS = ("operator parquet", "operator jsonl", "requests.get().json()")
+CLIENTS = ("operator parquet", "script parquet", "operator jsonl", "script jsonl", "requests.get().json()")
+#: The operator's client -> the hand-written script it is held against.
+BASELINE = {"operator parquet": "script parquet", "operator jsonl": "script jsonl"}
 
 
 def _peak_rss_bytes() -> int:
@@ -54,20 +60,17 @@ def child(url: str, client: str, out_dir: str) -> dict[str, Any]:
     os.environ["AIRFLOW_CONN_CLOUDFLARE_DEFAULT"] = json.dumps(
         {"conn_type": "cloudflare", "host": url, "password": SIM_TOKEN, "extra": {"account_id": LARGE_ACCOUNT}}
     )
-    if client == "requests.get().json()":
+    if not client.startswith("operator"):
+        # Loaded before the clock starts, as the operator's run has them loaded: the figures compare the work.
+        import pyarrow.parquet
         import requests
 
+        assert pyarrow.parquet and requests
         idle = _peak_rss_bytes()
         started = time.perf_counter()
-        records = requests.get(
-            f"{url}/accounts/{LARGE_ACCOUNT}/billable-usage",
-            params={"from": FROM, "to": "2025-01-31"},
-            headers={"Authorization": f"Bearer {SIM_TOKEN}"},
-            timeout=600,
-        ).json()["result"]
-        rows = len(records)
+        rows = _script(url, client, out_dir)
     else:
-        import pyarrow  # noqa: F401  (imported by the operator at run time: part of idle, not of the answer)
+        import pyarrow  # imported by the operator at run time: part of idle, not of the answer
         from airflow.sdk.execution_time.context import OutletEventAccessors
 
         from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
@@ -86,6 +89,31 @@ def child(url: str, client: str, out_dir: str) -> dict[str, Any]:
         manifest = operator.execute(context)
         rows = manifest["rows"]
     return {"seconds": time.perf_counter() - started, "peak": _peak_rss_bytes(), "idle": idle, "rows": rows}
+
+
+def _script(url: str, client: str, out_dir: str) -> int:
+    """What a user writes instead of the operator: fetch, parse, write; no checks, costs as floats."""
+    import json as json_module
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import requests
+
+    from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, SIM_TOKEN
+
+    records = requests.get(
+        f"{url}/accounts/{LARGE_ACCOUNT}/billable-usage",
+        params={"from": FROM, "to": "2025-01-31"},
+        headers={"Authorization": f"Bearer {SIM_TOKEN}"},
+        timeout=600,
+    ).json()["result"]
+    if client == "script parquet":
+        pq.write_table(pa.Table.from_pylist(records), f"{out_dir}/usage.parquet")
+    elif client == "script jsonl":
+        with open(f"{out_dir}/usage.jsonl", "w") as out:
+            for record in records:
+                out.write(json_module.dumps(record) + "\n")
+    return len(records)
 
 
 def _run_child(url: str, client: str) -> dict[str, Any]:
@@ -118,14 +146,17 @@ def _body_size(url: str) -> int:
         return sum(len(chunk) for chunk in answer.iter_content(1 << 20))
 
 
-def run(*, smoke: bool) -> Section:
+def run(*, smoke: bool, sizes: tuple[int, ...] | None = None, repeats: int | None = None) -> Section:
+    """:param sizes: record counts (default: 100k, 300k, 1M; tiny in smoke mode)
+    :param repeats: runs per client and size (default 3; 1 in smoke mode)"""
     from airflow_provider_cfbilling.testing.simulator import large_zones_for
 
-    sizes = SMOKE_SIZES if smoke else FULL_SIZES
-    repeats = 1 if smoke else 3
+    sizes = sizes or (SMOKE_SIZES if smoke else FULL_SIZES)
+    repeats = repeats or (1 if smoke else 3)
     rows_out: list[list[Any]] = []
     per_row_seconds: dict[str, dict[int, float]] = {client: {} for client in CLIENTS}
     worst_multiple = 0.0
+    worst_time = 0.0
     with simulator() as sim:
         for size in sizes:
             sim.configure(large_zones=large_zones_for(size, DAYS))
@@ -146,12 +177,18 @@ def run(*, smoke: bool) -> Section:
                 per_row_seconds[client][size] = seconds / records
                 if client.startswith("operator"):
                     worst_multiple = max(worst_multiple, multiple)
+                vs_script = ""
+                if client in BASELINE:
+                    against = median([r["seconds"] for r in samples[BASELINE[client]]])
+                    worst_time = max(worst_time, ratio(seconds, against))
+                    vs_script = times(ratio(seconds, against))
                 rows_out.append(
                     [
                         f"{records:,}",
                         f"{body / 1e6:.1f} MB",
                         client,
                         secs(seconds),
+                        vs_script,
                         f"{growth / 1e6:.0f} MB",
                         times(multiple),
                         f"{median([r['peak'] for r in runs]) / 1e6:.0f} MB",
@@ -162,13 +199,24 @@ def run(*, smoke: bool) -> Section:
         intro=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
         tables=[
             (
-                ["records", "JSON body", "client", "wall time", "peak RSS above idle", "x body", "peak RSS"],
+                [
+                    "records",
+                    "JSON body",
+                    "client",
+                    "wall time",
+                    "vs the script",
+                    "peak RSS above idle",
+                    "x body",
+                    "peak RSS",
+                ],
                 rows_out,
             )
         ],
     )
     if smoke:
-        section.targets.append(Target(TITLE, "peak RSS <= 3x body; time linear in records", "smoke run", None))
+        section.targets.append(
+            Target(TITLE, "time <= 1.5x the script; peak RSS <= 1x body; linear in records", "smoke run", None)
+        )
         return section
     smallest, largest = sizes[0], sizes[-1]
     linearity = {
@@ -179,7 +227,24 @@ def run(*, smoke: bool) -> Section:
     section.targets += [
         Target(
             TITLE,
-            f"peak RSS above idle <= {TARGET_RSS_MULTIPLE:.0f}x the JSON body",
+            f"wall time <= {TARGET_TIME_MULTIPLE}x the hand-written script's (same format, same run)",
+            f"worst {times(worst_time)}",
+            worst_time <= TARGET_TIME_MULTIPLE,
+            why=""
+            if worst_time <= TARGET_TIME_MULTIPLE
+            else (
+                "The bound is per-record Python work the script does not do. At 100k records (in-process, best of "
+                "3): ijson's pass over the spool 0.68 s (json.load 0.50 s), the checks, window, totals and running "
+                "reconciliation 0.31 s; JSON Lines encoding 1.45 s against the script's 0.66 s: the same C encoder "
+                "(0.78 s) plus the keys put in column order (0.27 s) and the exact numbers marked and unmarked "
+                "(0.25 s), as json has no exact decimal. What would lift it: a JSON encoder with an exact decimal "
+                "number (simplejson's use_decimal, msgspec), keys in the API's order, or parsing in a second "
+                "process overlapping the write."
+            ),
+        ),
+        Target(
+            TITLE,
+            f"peak RSS above idle <= {TARGET_RSS_MULTIPLE:.0f}x the JSON body at every size",
             f"worst {times(worst_multiple)}",
             worst_multiple <= TARGET_RSS_MULTIPLE,
         ),
@@ -196,6 +261,15 @@ def run(*, smoke: bool) -> Section:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", nargs=3, metavar=("URL", "CLIENT", "OUT_DIR"))
+    parser.add_argument("--sizes", help="comma-separated record counts, for a partial run (prints the section)")
+    parser.add_argument("--repeats", type=int)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
+    elif args.sizes:
+        from bench.common import prepare_airflow_env
+
+        prepare_airflow_env()
+        print(
+            run(smoke=False, sizes=tuple(int(size) for size in args.sizes.split(",")), repeats=args.repeats).markdown()
+        )

@@ -11,7 +11,7 @@
   readers skip hidden files, and it is safe to delete. On object stores nothing is uploaded before the file
   is complete.)
 
-``tests/test_operator.py`` kills ``write_atomically`` alone with a fake writer; here the whole operator runs.
+``tests/test_operator.py`` kills ``write_atomically`` alone with a slow writer; here the whole operator runs.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from conftest import REPO_ROOT, airflow_env, connection_uri_json
 from test_operator_s3 import BUCKET, body, keys, s3, s3_endpoint  # noqa: F401 (fixtures)
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingError
-from airflow_provider_cfbilling.operators import billing as operator_module
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import FOCUS_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.utils import storage
 from airflow_provider_cfbilling.utils.formats import FILE_FORMATS, write_records
 
 
@@ -81,13 +81,14 @@ def test_two_threads_writing_one_destination_leave_one_complete_object(
     destination = tmp_path / f"usage.{file_format}"
     destination.write_bytes(b"the previous object")
     both_staged = threading.Barrier(2, timeout=30)
-    real_writer = operator_module.write_records
+    real_stage = storage._stage
 
-    def write_then_wait(records: Any, fileobj: Any, fmt: str) -> None:
-        real_writer(records, fileobj, fmt)
+    def write_then_wait(write: Any, local_path: str, fmt: str) -> tuple[int, str]:
+        staged = real_stage(write, local_path, fmt)
         both_staged.wait()  # neither commits before both have written their whole file aside
+        return staged
 
-    monkeypatch.setattr(operator_module, "write_records", write_then_wait)
+    monkeypatch.setattr(storage, "_stage", write_then_wait)
     manifests: dict[str, Any] = {}
     errors: list[BaseException] = []
 
@@ -123,18 +124,20 @@ def test_two_worker_processes_writing_one_destination_leave_one_complete_object(
         import os, sys, time
         from pathlib import Path
         from airflow_provider_cfbilling.operators import billing
+        from airflow_provider_cfbilling.utils import storage
 
         account, destination, gate = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-        real = billing.write_records
+        real = storage._stage
 
-        def write_then_wait(records, fileobj, file_format):
-            real(records, fileobj, file_format)
+        def write_then_wait(write, local_path, file_format):
+            staged = real(write, local_path, file_format)
             (gate / account).touch()
             deadline = time.monotonic() + 60
             while len(list(gate.iterdir())) < 2 and time.monotonic() < deadline:
                 time.sleep(0.01)
+            return staged
 
-        billing.write_records = write_then_wait
+        storage._stage = write_then_wait
         operator = billing.CloudflarePaygoUsageOperator(task_id="usage", account_id=account, destination=destination)
         print(operator.execute({})["sha256"])
         """
@@ -168,13 +171,14 @@ def test_two_runs_writing_one_s3_key_leave_one_complete_object(
     client, conn_id = s3
     outputs = {account: expected_bytes(account, "jsonl") for account in (STANDARD_ACCOUNT, FOCUS_ACCOUNT)}
     both_staged = threading.Barrier(2, timeout=30)
-    real_writer = operator_module.write_records
+    real_stage = storage._stage
 
-    def write_then_wait(records: Any, fileobj: Any, fmt: str) -> None:
-        real_writer(records, fileobj, fmt)
+    def write_then_wait(write: Any, local_path: str, fmt: str) -> tuple[int, str]:
+        staged = real_stage(write, local_path, fmt)
         both_staged.wait()
+        return staged
 
-    monkeypatch.setattr(operator_module, "write_records", write_then_wait)
+    monkeypatch.setattr(storage, "_stage", write_then_wait)
     succeeded: list[str] = []
     raced: list[str] = []
     race_messages: list[str] = []
@@ -205,12 +209,13 @@ KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
     from airflow_provider_cfbilling.operators import billing
+    from airflow_provider_cfbilling.utils import storage
 
     destination, conn_id = sys.argv[1], sys.argv[2] or None
-    real = billing.write_records
+    real = storage._stage
 
     class Stalling:
-        '''The staged file as the real writer sees it; on its second write the process stalls, to be killed.'''
+        '''The staged file as the real writer sees it; after its first write the process stalls, to be killed.'''
 
         def __init__(self, raw):
             self.raw, self.writes = raw, 0
@@ -219,7 +224,7 @@ KILLED_WRITER = textwrap.dedent(
             written = self.raw.write(data)
             self.raw.flush()
             self.writes += 1
-            if self.writes == 2:
+            if self.writes == 1:
                 print("writing", flush=True)
                 time.sleep(120)
             return written
@@ -227,7 +232,7 @@ KILLED_WRITER = textwrap.dedent(
         def __getattr__(self, name):
             return getattr(self.raw, name)
 
-    billing.write_records = lambda records, fileobj, fmt: real(records, Stalling(fileobj), fmt)
+    storage._stage = lambda write, path, fmt: real(lambda fileobj: write(Stalling(fileobj)), path, fmt)
     billing.CloudflarePaygoUsageOperator(
         task_id="usage", destination=destination, destination_conn_id=conn_id
     ).execute({})

@@ -326,3 +326,24 @@ def test_json_text_keeps_plain_decimals() -> None:
 def test_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="Unknown file format 'xlsx'"):
         write([], "xlsx")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"ServiceName": "nul \x00 inside", "ContractedCost": Decimal("1.5")},
+        {"ServiceName": "\x001.5\x00", "ContractedCost": Decimal("2")},  # looks like a marked number
+        {"ServiceName": "\\u0000 as text", "ContractedCost": Decimal("1E-7")},
+        {"key \x00": Decimal("3.10"), "ZoneName": "line\u2028separator\x85"},
+        {"ConsumedQuantity": 5e-06, "ListCost": [Decimal("1.0"), {"n": 2.5}]},
+        {"ContractedCost": Decimal("1E+2"), "BillingCurrency": None, "x": True, "y": 10**30},
+    ],
+)
+def test_jsonl_lines_are_json_text_of_each_record_in_column_order(record: dict[str, Any]) -> None:
+    """The batched C-encoder path writes exactly json_text's bytes, whatever the strings hold."""
+    ordered = {column: record[column] for column in column_order([record]) if column in record}
+    expected = (json_text(ordered) + "\n").encode("utf-8")
+    for batch in ([record], [record, record]):
+        out = io.BytesIO()
+        write_records(batch, out, "jsonl")
+        assert out.getvalue() == expected * len(batch)

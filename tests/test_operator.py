@@ -49,6 +49,7 @@ from airflow_provider_cfbilling.testing.simulator import (
     SIM_TOKEN,
     STANDARD_ACCOUNT,
 )
+from airflow_provider_cfbilling.utils import storage
 from airflow_provider_cfbilling.utils.reconcile import cost_totals, reconcile
 
 DAGS = Path(__file__).parent / "dags"
@@ -203,7 +204,7 @@ def test_a_result_too_large_for_xcom_points_to_destination(sim: Any, use_conn: A
 def test_the_object_storage_xcom_backend_lifts_the_limit(
     sim: Any, use_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", operator_module._XCOM_OBJECTSTORAGE_BACKEND)
+    monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", storage.XCOM_OBJECTSTORAGE_BACKEND)
     monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH", tmp_path.as_uri())
     monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD", "1000")
     expected = served(sim, STANDARD_ACCOUNT)[0]
@@ -379,11 +380,12 @@ def test_a_failure_while_writing_keeps_the_previous_object(
 ) -> None:
     uri, path, before = landed
 
-    def half_then_fail(records: Any, fileobj: Any, file_format: str) -> None:
-        fileobj.write(b"PAR1 half a file")
+    def half_then_fail(write: Any, local_path: str, file_format: str) -> None:
+        with open(local_path, "wb") as fileobj:
+            fileobj.write(b"PAR1 half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(operator_module, "write_records", half_then_fail)
+    monkeypatch.setattr(storage, "_stage", half_then_fail)
     with pytest.raises(OSError, match="disk full"):
         run(billing_period_of="2025-10-01", destination=uri)
     assert path.read_bytes() == before
@@ -399,7 +401,7 @@ def test_a_failure_at_commit_keeps_the_previous_object(
     def crash(src: str, dst: str) -> None:
         raise KeyboardInterrupt  # the task is being killed
 
-    monkeypatch.setattr(operator_module.os, "replace", crash)
+    monkeypatch.setattr(storage.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         run(destination=uri)
     assert path.read_bytes() == before
@@ -415,16 +417,15 @@ def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
         import sys, time
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from airflow.sdk import ObjectStoragePath
-        from airflow_provider_cfbilling.operators import billing
+        from airflow_provider_cfbilling.utils.storage import write_atomically
 
-        def slow_writer(records, fileobj, file_format):
+        def slow_writer(fileobj):
             fileobj.write(b'{{"partial": ')
             fileobj.flush()
             print("writing", flush=True)
             time.sleep(60)
 
-        billing.write_records = slow_writer
-        billing.write_atomically([{{}}], ObjectStoragePath({target.as_uri()!r}), "jsonl")
+        write_atomically(slow_writer, ObjectStoragePath({target.as_uri()!r}), "jsonl")
         """
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

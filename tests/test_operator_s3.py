@@ -22,9 +22,9 @@ from conftest import EXAMPLE_DAGS, connection_uri_json
 from test_formats import assert_csv_matches, assert_parquet_matches, in_window, served
 
 from airflow_provider_cfbilling.exceptions import CloudflareServerError
-from airflow_provider_cfbilling.operators import billing as operator_module
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import ANCHOR31_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.utils import storage
 
 BUCKET = "finops-landing"
 
@@ -142,11 +142,12 @@ def test_a_failed_write_never_reaches_s3(cloudflare: Any, s3: Any, monkeypatch: 
     key = keys(client)[0]
     before = body(client, key)
 
-    def half_then_fail(records: Any, fileobj: Any, file_format: str) -> None:
-        fileobj.write(b"PAR1 half")
+    def half_then_fail(write: Any, local_path: str, file_format: str) -> None:
+        with open(local_path, "wb") as fileobj:
+            fileobj.write(b"PAR1 half")
         raise OSError("worker ran out of disk")
 
-    monkeypatch.setattr(operator_module, "write_records", half_then_fail)
+    monkeypatch.setattr(storage, "_stage", half_then_fail)
     with pytest.raises(OSError, match="out of disk"):
         land(conn_id)
     assert keys(client) == [key] and body(client, key) == before

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_cfbilling.utils import formats
 from airflow_provider_cfbilling.utils.formats import KNOWN_COLUMNS, check_records, column_order
-from airflow_provider_cfbilling.utils.reconcile import cost_totals, reconcile
+from airflow_provider_cfbilling.utils.reconcile import RunningReconciliation, cost_totals, reconcile
 
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -268,3 +268,52 @@ def test_reconciliation_never_reports_float_drift(answer: str) -> None:
     assert result["ok"], result["mismatches"]
     assert result["rows_checked"] == len(records)
     assert Decimal(cost_totals(records)["by_currency"]["USD"]) == exact[-1]["CumulatedContractedCost"]
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Workers", "R2"]),
+            st.integers(0, 5),  # day
+            st.one_of(st.none(), st.integers(-2, 6)),  # ContractedCost in quarters, or null
+            st.integers(0, 12),  # CumulatedContractedCost in quarters
+        ),
+        max_size=25,
+    ),
+    st.booleans(),
+    st.sampled_from(["window from the period's start", "window from mid-period", "current period", "unknown"]),
+)
+def test_reconciling_in_the_pass_gives_reconciles_result(
+    rows: list[tuple[str, int, int | None, int]], in_api_order: bool, completeness: str
+) -> None:
+    """The single pass's running reconciliation equals reconcile() over the same rows whenever each group's
+    rows come in day order (the API's order), and says so when they do not."""
+    records = [
+        {
+            "BillingPeriodStart": "2025-01-01T00:00:00Z",
+            "BillingCurrency": "USD",
+            "ServiceName": service,
+            "ChargePeriodStart": f"2025-01-0{day + 1}T00:00:00Z",
+            "ContractedCost": None if cost is None else Decimal(cost) / 4,
+            "CumulatedContractedCost": Decimal(cumulated) / 4,
+        }
+        for service, day, cost, cumulated in rows
+    ]
+    if in_api_order:
+        records.sort(key=lambda r: r["ChargePeriodStart"])
+    complete_from = {
+        "window from the period's start": dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc),
+        "window from mid-period": dt.datetime(2025, 1, 3, tzinfo=dt.timezone.utc),
+        "current period": dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc),  # the earliest period start
+        "unknown": None,
+    }[completeness]
+    running = RunningReconciliation(
+        None if completeness == "current period" else complete_from, complete_periods=completeness == "current period"
+    )
+    for record in records:
+        running.add(record)
+    if in_api_order:
+        assert running.in_order
+    if running.in_order:
+        assert running.result() == reconcile(records, complete_from)

@@ -47,7 +47,7 @@ from airflow_provider_cfbilling.exceptions import (
 )
 from airflow_provider_cfbilling.utils.periods import BillingPeriod, billing_period_at, parse_instant
 from airflow_provider_cfbilling.utils.ratelimit import RateLimitBudget, RateLimitExhausted, budget_for_credential
-from airflow_provider_cfbilling.utils.spool import SpooledRecords, scan_envelope
+from airflow_provider_cfbilling.utils.spool import SpooledRecords, scan_envelope, scan_head
 from airflow_provider_cfbilling.utils.validation import validate_account_id, validate_window
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
@@ -293,10 +293,12 @@ class CloudflareBillingHook(BaseHook):
         """
         :meth:`get_paygo_usage` for answers too large to hold in memory as Python objects.
 
-        The body is written to a local file as it arrives (inside ``directory``), its envelope checked in
-        one streaming pass, and the records are parsed one at a time each time the result is iterated:
-        the same records, in the same order, with the same values as :meth:`get_paygo_usage`. Close the
-        result (or delete ``directory``) to remove the file.
+        The body is written to a local file as it arrives (inside ``directory``), its envelope checked
+        (``success`` and the type of ``result``, reading no further than that takes), and the records are
+        parsed one at a time each time the result is iterated: the same records, in the same order, with the
+        same values as :meth:`get_paygo_usage`. Each iteration also checks that every item is a record and
+        that the document is complete (raising :class:`CloudflareResponseError` otherwise), so a large answer
+        is parsed once, by the pass that uses it. Close the result (or delete ``directory``) to remove the file.
 
         :param account_id: The account; default: the connection's ``account_id`` extra.
         :param from_: Start of the window, as for :meth:`get_paygo_usage`.
@@ -588,10 +590,16 @@ class CloudflareBillingHook(BaseHook):
         return result
 
     def _check_spooled(self, spool_path: str, status: int, account_id: str, path: str) -> SpooledRecords:
-        """Check a spooled 2xx answer's envelope in one streaming pass, without building its records."""
+        """Check a spooled 2xx answer's envelope, reading no more of it than that takes.
+
+        The records are checked (each an object, the document complete) by the pass that reads them:
+        a large answer is parsed once, not once here and again there.
+        """
         try:
             with open(spool_path, "rb") as spool:
-                envelope = scan_envelope(spool)
+                envelope = scan_head(spool)
+                if envelope.success is not True:
+                    envelope = scan_envelope(spool)  # a failure: its errors, for the message
             if envelope.success is None:
                 raise CloudflareResponseError(
                     f"Cloudflare answered HTTP {status} for account {account_id} on {path} with JSON "
@@ -599,13 +607,14 @@ class CloudflareBillingHook(BaseHook):
                 )
             if envelope.success is not True:
                 raise _success_false_error(status, envelope.errors, account_id, path)
-            if envelope.result_kind != "array" or envelope.non_object_records:
-                kind = envelope.result_kind if envelope.result_kind != "array" else "list with non-record items"
-                raise _not_a_list_of_records(account_id, kind)
+            if envelope.result_kind != "array":
+                raise _not_a_list_of_records(account_id, envelope.result_kind)
         except BaseException:
             os.unlink(spool_path)
             raise
-        return SpooledRecords(spool_path, envelope.records)
+        return SpooledRecords(
+            spool_path, not_a_record=lambda kind: _not_a_list_of_records(account_id, f"list with a {kind} item")
+        )
 
     def _parse(self, status: int, headers: Mapping[str, str], body: bytes, account_id: str | None, path: str) -> Any:
         """Turn one HTTP answer into the envelope's ``result``, or the matching exception."""

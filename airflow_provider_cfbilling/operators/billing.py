@@ -11,16 +11,13 @@ the user documentation explains them once, in docs/operator.md.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import os
 import random
 import tempfile
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
@@ -33,19 +30,23 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareResponseError,
 )
 from airflow_provider_cfbilling.hooks.billing import RATE_LIMIT_JITTER, CloudflareBillingHook
-from airflow_provider_cfbilling.utils import reconcile as reconciliation
 from airflow_provider_cfbilling.utils.focus import FocusRecords, check_focus_version
 from airflow_provider_cfbilling.utils.formats import (
-    FILE_FORMATS,
     Records,
-    check_records,
-    format_for_name,
     to_utc_timestamp,
     write_records,
     xcom_records,
 )
+from airflow_provider_cfbilling.utils.ledger import UsageLedger
 from airflow_provider_cfbilling.utils.periods import parse_instant
-from airflow_provider_cfbilling.utils.spool import FilteredRecords
+from airflow_provider_cfbilling.utils.storage import (
+    XCOM_OBJECTSTORAGE_BACKEND,
+    Target,
+    clean_uri,
+    resolve_target,
+    write_atomically,
+    xcom_backend_offloads,
+)
 from airflow_provider_cfbilling.utils.validation import validate_account_id
 
 if TYPE_CHECKING:
@@ -63,21 +64,6 @@ DEFERRABLE_MAX_RATE_LIMIT_WAIT = 5.0
 _Result = TypeVar("_Result")
 DEFAULT_MAX_XCOM_BYTES = 1_048_576
 
-# Object stores without a rename: one upload of the complete object is atomic there.
-_SINGLE_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss"})
-_XCOM_OBJECTSTORAGE_BACKEND = "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend"
-# What to install for the common object-storage schemes, for the error when none serves a destination.
-_PROVIDER_OF_SCHEME = {
-    "s3": "apache-airflow-providers-amazon[s3fs] (or this package's [s3] extra)",
-    "s3a": "apache-airflow-providers-amazon[s3fs] (or this package's [s3] extra)",
-    "gs": "apache-airflow-providers-google",
-    "gcs": "apache-airflow-providers-google",
-    "abfs": "apache-airflow-providers-microsoft-azure",
-    "abfss": "apache-airflow-providers-microsoft-azure",
-    "az": "apache-airflow-providers-microsoft-azure",
-    "adl": "apache-airflow-providers-microsoft-azure",
-}
-
 
 @dataclass(frozen=True)
 class UsageWindow:
@@ -94,17 +80,9 @@ class UsageWindow:
     def start_instant(self) -> dt.datetime | None:
         return None if self.start is None else _midnight(self.start)
 
-    def keeps(self, record: dict[str, Any]) -> bool:
-        """Whether a record's ChargePeriodStart falls in ``[start, end)`` (always, for the current period)."""
-        if self.start is None or self.end is None:
-            return True
-        charge_start = to_utc_timestamp(record.get("ChargePeriodStart"), "ChargePeriodStart")
-        if charge_start is None:
-            raise CloudflareResponseError(
-                "A usage record has no ChargePeriodStart, so it cannot be placed in the window "
-                f"{self.describe()}; dropping it would lose cost silently. Retry later; report it if it persists."
-            )
-        return _midnight(self.start) <= charge_start < _midnight(self.end)
+    @property
+    def end_instant(self) -> dt.datetime | None:
+        return None if self.end is None else _midnight(self.end)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -117,15 +95,6 @@ class UsageWindow:
         if self.start is None or self.end is None:
             return "the current billing period"
         return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({self.kind.replace('_', ' ')})"
-
-
-@dataclass(frozen=True)
-class _Target:
-    """A validated destination: URI (placeholders not yet filled), its connection, the file format."""
-
-    uri: str
-    conn_id: str | None
-    file_format: str
 
 
 class CloudflarePaygoUsageOperator(BaseOperator):
@@ -287,17 +256,19 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         check_focus_version(self.focus_version)
         account = self._account()
         bounds = self._window_bounds()
-        target = self._target()
+        target = resolve_target(self.destination, self.destination_conn_id, self.file_format)
 
         if target is None:
             window, fetched = self._fetch_or_defer(account, bounds, deferrals, spool_dir=None)
-            in_memory = list(fetched)  # already a list: XCom values live in memory anyway
+            ledger = self._ledger(account, window)
+            kept = ledger.run(fetched)  # already a list: XCom values live in memory anyway
+            self._log_window(ledger, window)
             if self.reconcile:
-                self._reconcile(in_memory, window, account)  # on the exact decimals, before they become floats
-            as_xcom = xcom_records(self._as_focus(in_memory, account, window, deferrals))
+                self._reconcile(ledger, fetched, account)  # on the exact decimals, before they become floats
+            as_xcom = xcom_records(self._as_focus(kept, account, window, deferrals, ledger.billing_periods))
             self._check_xcom_size(as_xcom)
             return as_xcom
-        # Records bound for a file are spooled on local disk and parsed row by row at each pass, so a month
+        # Records bound for a file are spooled on local disk and parsed row by row in one pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
         with tempfile.TemporaryDirectory(prefix="cfbilling-usage-") as spool_dir:
             window, records = self._fetch_or_defer(account, bounds, deferrals, spool_dir=spool_dir)
@@ -316,37 +287,63 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     def _land(
         self,
         context: Context,
-        target: _Target,
+        target: Target,
         account: str,
         window: UsageWindow,
         records: Records,
         deferrals: int,
     ) -> dict[str, Any]:
+        ledger = self._ledger(account, window)
+        if BILLING_PERIOD_PLACEHOLDER in target.uri and window.kind != "billing_period":
+            # The destination names the billing period the rows belong to: learn it before the write
+            # (the one case that reads the answer twice).
+            for _ in ledger.admit(records):
+                pass
         try:
-            path = self._destination_path(target, account, window, records)
+            path = self._destination_path(target, account, window, ledger)
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
-        check = self._reconcile(records, window, account) if self.reconcile else None
-        landed = self._as_focus(records, account, window, deferrals)
-        try:
-            size, digest = write_atomically(landed, path, target.file_format)
-        except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
-            raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
+        check: dict[str, Any] | None = None
+
+        def write(fileobj: IO[bytes]) -> int:
+            # The single pass: each record is checked, filtered, summed and written to the staged file; a
+            # failure here (a broken contract, strict reconciliation) discards the staged file.
+            nonlocal check
+            if self.focus_version is None:
+                rows = ledger.write(records, fileobj, target.file_format)
+                self._log_window(ledger, window)
+                check = self._reconcile(ledger, records, account) if self.reconcile else None
+                return rows
+            # A FOCUS dataset: the pass checks and sums the records as served, then the kept ones are written
+            # mapped to FOCUS columns (BillingPeriodEnd needs every period known first: a second pass).
+            if not ledger.complete:
+                for _ in ledger.admit(records):
+                    pass
+            self._log_window(ledger, window)
+            check = self._reconcile(ledger, records, account) if self.reconcile else None
+            kept = _KeptRecords(records, ledger)
+            landed = self._as_focus(kept, account, window, deferrals, ledger.billing_periods)
+            try:
+                return write_records(landed, fileobj, target.file_format)
+            except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
+                raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
+
+        size, digest = write_atomically(write, path, target.file_format)
         manifest = {
-            "uri": _clean_uri(path),
+            "uri": clean_uri(path),
             "format": target.file_format,
             "account_id": account,
             "window": window.as_dict(),
-            "billing_periods": sorted({str(r.get("BillingPeriodStart")) for r in records}),
-            "rows": len(records),
+            "billing_periods": ledger.billing_periods,
+            "rows": ledger.kept,
             "bytes": size,
             "sha256": digest,
-            "totals": reconciliation.cost_totals(records),
+            "totals": ledger.totals.as_dict(),
             "reconciliation": check,
         }
         self.log.info(
             "Landed %d rows of account %s at %s (%s, %d bytes, sha256 %s).",
-            len(records),
+            ledger.kept,
             account,
             manifest["uri"],
             target.file_format,
@@ -400,63 +397,6 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             )
         return start, end
 
-    def _target(self) -> _Target | None:
-        """The validated destination (URI with placeholders, connection, format), or None for XCom."""
-        from airflow.sdk import ObjectStoragePath
-
-        destination = self.destination
-        if destination is None:
-            if self.file_format is not None:
-                raise CloudflareBillingInputError(
-                    f"file_format={self.file_format!r} only applies to a destination; without one the "
-                    "records are returned as XCom. Set destination=... or drop file_format."
-                )
-            return None
-        if isinstance(destination, ObjectStoragePath):
-            uri, conn_id = _clean_uri(destination), self.destination_conn_id or _conn_id_of(destination)
-            _check_filesystem(destination, uri)
-        elif isinstance(destination, str) and destination.strip():
-            uri = destination.strip()
-            if uri.endswith("/"):
-                raise CloudflareBillingInputError(
-                    f"destination={uri!r} ends with '/': it names a folder, not the object to write (did part of a "
-                    "template render to nothing?). End it with a file name, e.g. '.../usage.parquet'."
-                )
-            probe = _storage_path(uri)
-            # Judged on the text: some Airflow versions make a relative local path absolute on parsing.
-            if "://" not in uri and not uri.startswith("/"):
-                raise CloudflareBillingInputError(
-                    f"destination={uri!r} is a relative local path: it would land wherever the worker runs. "
-                    "Use an absolute URI such as 'file:///data/cloudflare/usage.jsonl'."
-                )
-            if probe.protocol in ("", "file", "local") and os.path.isdir(probe.path):
-                raise _is_a_directory(uri)
-            _check_filesystem(probe, uri)
-            conn_id = self.destination_conn_id or _conn_id_of(probe)
-        else:
-            raise CloudflareBillingInputError(
-                f"destination={destination!r} is not a location (did a template render to nothing?). Pass "
-                "a URI such as 's3://bucket/cloudflare/usage.parquet' or 'file:///data/usage.jsonl', an "
-                "ObjectStoragePath, or None to return the records as XCom."
-            )
-        return _Target(uri, conn_id, self._file_format(uri))
-
-    def _file_format(self, uri: str) -> str:
-        implied = format_for_name(uri.rsplit("/", 1)[-1])
-        if self.file_format is None:
-            return implied or "jsonl"
-        chosen = str(self.file_format).strip().lower()
-        if chosen not in FILE_FORMATS:
-            raise CloudflareBillingInputError(
-                f"file_format={self.file_format!r} is not supported: use one of {', '.join(FILE_FORMATS)}."
-            )
-        if implied is not None and implied != chosen:
-            raise CloudflareBillingInputError(
-                f"file_format={chosen!r} contradicts the destination's suffix ({uri!r} looks like "
-                f"{implied}). Fix the suffix or the file_format."
-            )
-        return chosen
-
     # -- fetching ---------------------------------------------------------------------------------
 
     def _resolve_window(self, account: str, bounds: tuple[dt.date, dt.date] | dt.datetime | None) -> UsageWindow:
@@ -473,38 +413,39 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         return period.start.date(), period.end.date()
 
     def _fetch(self, account: str, window: UsageWindow, spool_dir: str | None) -> Records:
-        """The window's records: a list, or with ``spool_dir`` a re-iterable view of a spooled answer.
+        """The answer's records: a list, or with ``spool_dir`` a re-iterable view of a spooled answer.
 
         For a window the API is asked for ``from_..to``, so the end day is covered whether it reads ``to``
-        inclusively or not, and rows outside ``[from_, to)`` are dropped here.
+        inclusively or not; the ledger drops the rows outside ``[from_, to)``.
         """
-        fetched: Records
         if spool_dir is None:
-            fetched = self.hook.get_paygo_usage(account, window.start, window.end)
-        else:
-            fetched = self.hook.download_paygo_usage(account, window.start, window.end, directory=spool_dir)
-        check_records(fetched, f"the usage of account {account} for {window.describe()}")
-        if window.start is None or window.end is None:
-            return fetched
-        kept: Records = (
-            [record for record in fetched if window.keeps(record)]
-            if isinstance(fetched, list)
-            else FilteredRecords(fetched, window.keeps)
+            return self.hook.get_paygo_usage(account, window.start, window.end)
+        return self.hook.download_paygo_usage(account, window.start, window.end, directory=spool_dir)
+
+    def _ledger(self, account: str, window: UsageWindow) -> UsageLedger:
+        return UsageLedger(
+            f"the usage of account {account} for {window.describe()}",
+            window.start_instant,
+            window.end_instant,
+            reconcile=self.reconcile,
         )
-        if len(kept) != len(fetched):
+
+    def _log_window(self, ledger: UsageLedger, window: UsageWindow) -> None:
+        if ledger.kept != ledger.fetched:
             self.log.info(
-                "Kept %d of %d rows: the others start outside %s.", len(kept), len(fetched), window.describe()
+                "Kept %d of %d rows: the others start outside %s.", ledger.kept, ledger.fetched, window.describe()
             )
-        if not fetched and window.kind == "range":
+        if not ledger.fetched and window.kind == "range":
             self.log.warning(
                 "Cloudflare returned no usage for %s. The API answers nothing for a range that does not contain "
                 "the subscription's billing-cycle anchor day; for past usage, fetch whole billing periods "
                 "(billing_period_of, or the sensor's start and end).",
                 window.describe(),
             )
-        return kept
 
-    def _as_focus(self, records: Records, account: str, window: UsageWindow, deferrals: int) -> Records:
+    def _as_focus(
+        self, records: Records, account: str, window: UsageWindow, deferrals: int, period_starts: Iterable[str]
+    ) -> Records:
         """The records as a FOCUS dataset when ``focus_version`` is set (utils.focus), else as they are.
 
         BillingPeriodEnd comes from the billing-period rule: the window's own end for a billing period,
@@ -516,7 +457,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         if window.kind == "billing_period" and window.start is not None and window.end is not None:
             periods = [(window.start, window.end)]
         else:
-            starts = {to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart") for r in records}
+            starts = {to_utc_timestamp(start, "BillingPeriodStart") for start in period_starts}
             try:
                 periods = [self._period_containing(account, start) for start in sorted(s for s in starts if s)]
             except CloudflareRateLimitError as exc:
@@ -525,13 +466,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         ends = {_midnight(start): _midnight(end) for start, end in periods}
         return FocusRecords(records, version=version, account_id=account, billing_period_ends=ends)
 
-    def _reconcile(self, records: Records, window: UsageWindow, account: str) -> dict[str, Any]:
-        complete_from = window.start_instant
-        if window.kind == "current_period":
-            # The API answers the current period from its first day.
-            starts = (to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart") for r in records)
-            complete_from = min((s for s in starts if s is not None), default=None)
-        result = reconciliation.reconcile(records, complete_from)
+    def _reconcile(self, ledger: UsageLedger, records: Records, account: str) -> dict[str, Any]:
+        result = ledger.reconcile(records)
         if not result["ok"]:
             self.log.warning(
                 "Reconciliation: %d row(s) of %d checked disagree: ContractedCost differs from the movement "
@@ -590,7 +526,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     # -- output -----------------------------------------------------------------------------------
 
     def _check_xcom_size(self, records: list[dict[str, Any]]) -> None:
-        if self.max_xcom_bytes is None or _xcom_backend_offloads():
+        if self.max_xcom_bytes is None or xcom_backend_offloads():
             return
         size = len(json.dumps(records, separators=(",", ":")).encode("utf-8"))
         if size > self.max_xcom_bytes:
@@ -601,30 +537,30 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 f"{self.max_xcom_bytes:,}: too large for an XCom in the metadata database. Set "
                 "destination='s3://bucket/...' (any object storage, or file:///...) to land them as a file and "
                 "pass the small manifest on; or configure the object-storage XCom backend ([core] "
-                f"xcom_backend = {_XCOM_OBJECTSTORAGE_BACKEND}, with [common.io] xcom_objectstorage_path and "
+                f"xcom_backend = {XCOM_OBJECTSTORAGE_BACKEND}, with [common.io] xcom_objectstorage_path and "
                 "xcom_objectstorage_threshold); or raise max_xcom_bytes."
             )
 
     def _destination_path(
-        self, target: _Target, account: str, window: UsageWindow, records: Records
+        self, target: Target, account: str, window: UsageWindow, ledger: UsageLedger
     ) -> ObjectStoragePath:
         """The destination with ``{account_id}`` and ``{billing_period}`` filled in."""
         from airflow.sdk import ObjectStoragePath
 
         uri = target.uri.replace(ACCOUNT_PLACEHOLDER, account)
         if BILLING_PERIOD_PLACEHOLDER in uri:
-            uri = uri.replace(BILLING_PERIOD_PLACEHOLDER, self._billing_period_label(account, window, records))
+            uri = uri.replace(BILLING_PERIOD_PLACEHOLDER, self._billing_period_label(account, window, ledger))
         return ObjectStoragePath(uri, conn_id=target.conn_id)
 
-    def _billing_period_label(self, account: str, window: UsageWindow, records: Records) -> str:
-        """The start date (``YYYY-MM-DD``) of the one billing period this run covers."""
+    def _billing_period_label(self, account: str, window: UsageWindow, ledger: UsageLedger) -> str:
+        """The start date (``YYYY-MM-DD``) of the one billing period this run covers (after the ledger's pass)."""
         if window.kind == "billing_period" and window.start is not None:
             return window.start.isoformat()
         starts = sorted(
             {
                 stamp.date().isoformat()
-                for r in records
-                if (stamp := to_utc_timestamp(r.get("BillingPeriodStart"), "BillingPeriodStart"))
+                for text in ledger.billing_periods
+                if (stamp := to_utc_timestamp(text, "BillingPeriodStart"))
             }
         )
         if len(starts) > 1:
@@ -654,151 +590,22 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 outlet_events[outlet].extra.update(manifest)
 
 
-# -- writing, atomically ---------------------------------------------------------------------------
-
-
-def write_atomically(records: Records, path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
-    """Write ``records`` to ``path`` so that readers see the old object or the new one, never a part.
-
-    The file is written aside and verified first; then it is committed whole: ``os.replace`` of a
-    temporary sibling on a local disk; one upload of the complete object to an object store (where a
-    PUT is atomic); elsewhere an upload to a temporary sibling and a rename. On any failure the temporary
-    file is removed and the previous object is untouched.
-
-    :return: (bytes written, sha256 hex digest)
-    """
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs = path.fs
-    if isinstance(fs, LocalFileSystem):
-        target = path.path
-        if os.path.isdir(target):
-            raise _is_a_directory(_clean_uri(path))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
-        try:
-            result = _stage(records, staged, file_format)
-            os.replace(staged, target)
-        finally:
-            if os.path.exists(staged):
-                os.remove(staged)
-        return result
-
-    with tempfile.TemporaryDirectory(prefix="cfbilling-") as workdir:
-        local = os.path.join(workdir, "staged")
-        size, digest = _stage(records, local, file_format)
-        if path.protocol in _SINGLE_PUT_PROTOCOLS:
-            fs.put_file(local, path.path)
-        else:
-            aside = f"{path.parent.path}/.{path.name}.tmp-{uuid.uuid4().hex}"
-            try:
-                fs.put_file(local, aside)
-                fs.mv(aside, path.path)
-            finally:
-                if fs.exists(aside):
-                    fs.rm(aside)
-        fs.invalidate_cache(path.path)
-        landed = fs.size(path.path)
-        if landed != size:
-            raise CloudflareBillingError(
-                f"{_clean_uri(path)} holds {landed} bytes after the upload, not the {size} written: the "
-                "object store changed it or another writer raced this one. Re-run the task."
-            )
-    return size, digest
-
-
-def _stage(records: Records, local_path: str, file_format: str) -> tuple[int, str]:
-    """Write the file to a local path, flush it to disk, and return (size, sha256) as read back."""
-    with open(local_path, "wb") as handle:
-        write_records(records, handle, file_format)
-        handle.flush()
-        os.fsync(handle.fileno())
-    digest = hashlib.sha256()
-    size = 0
-    with open(local_path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    if file_format == "parquet":
-        _verify_parquet(local_path, len(records))
-    return size, digest.hexdigest()
-
-
-def _verify_parquet(local_path: str, rows: int) -> None:
-    import pyarrow.parquet as pq
-
-    found = pq.read_metadata(local_path).num_rows
-    if found != rows:
-        raise CloudflareBillingError(f"The staged Parquet file holds {found} rows, not {rows}; not committed.")
-
-
-def _storage_path(uri: str) -> ObjectStoragePath:
-    """``ObjectStoragePath(uri)``, with an unknown scheme reported as the input error it is."""
-    from airflow.sdk import ObjectStoragePath
-
-    try:
-        return ObjectStoragePath(uri)
-    except ValueError as exc:
-        raise CloudflareBillingInputError(
-            f"destination={uri!r} cannot be opened: {exc}. Use a scheme whose filesystem is installed "
-            "(file://, s3:// with apache-airflow-providers-amazon[s3fs], gs:// with apache-airflow-providers-google, "
-            "abfs:// with apache-airflow-providers-microsoft-azure, ...)."
-        ) from None
-
-
-def _check_filesystem(path: ObjectStoragePath, uri: str) -> None:
-    """Refuse, before any request, a destination whose scheme no installed provider serves."""
-    from airflow.sdk.io import has_fs
-
-    scheme = path.protocol or "file"
-    if scheme in ("file", "local") or has_fs(scheme):
-        return
-    try:
-        path.fs  # noqa: B018 (a filesystem attached by the DAG author with airflow.sdk.io.attach)
-        return
-    except ValueError:
-        pass
-    package = _PROVIDER_OF_SCHEME.get(scheme)
-    install = f"install {package}" if package else "install the Airflow provider that serves it"
-    raise CloudflareBillingInputError(
-        f"destination={uri!r} uses the scheme '{scheme}', for which no filesystem is installed on this worker: "
-        f"{install}, or write elsewhere. Nothing was fetched."
-    )
-
-
-def _is_a_directory(uri: str) -> CloudflareBillingInputError:
-    return CloudflareBillingInputError(
-        f"destination={uri!r} is a directory: the destination must name the file to write, e.g. "
-        f"'{uri.rstrip('/')}/usage.jsonl'."
-    )
-
-
-def _conn_id_of(path: ObjectStoragePath) -> str | None:
-    """The connection id a path carries (``s3://conn@bucket/key`` or ``conn_id=``): an attribute since Airflow
-    3.2, a storage option on 3.1."""
-    conn_id = getattr(path, "conn_id", None) or path.storage_options.get("conn_id")
-    return str(conn_id) if conn_id else None
-
-
-def _clean_uri(path: ObjectStoragePath) -> str:
-    """The path's URI without the connection id Airflow embeds in ``str(path)``."""
-    protocol = path.protocol or "file"
-    if protocol in ("file", "local"):
-        return f"file://{path.path}"
-    return f"{protocol}://{path.path}"
-
-
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
 
 
-def _xcom_backend_offloads() -> bool:
-    """Whether common-io's object-storage XCom backend is set up to move large values out of the DB."""
-    return (
-        conf.get("core", "xcom_backend", fallback="") == _XCOM_OBJECTSTORAGE_BACKEND
-        and bool(conf.get("common.io", "xcom_objectstorage_path", fallback=""))
-        and conf.getint("common.io", "xcom_objectstorage_threshold", fallback=-1) >= 0
-    )
+__all__ = ["CloudflarePaygoUsageOperator", "UsageWindow"]
 
 
-__all__ = ["CloudflarePaygoUsageOperator", "UsageWindow", "write_atomically"]
+class _KeptRecords:
+    """The records a finished ledger pass kept (its window), re-iterable and sized like the records themselves."""
+
+    def __init__(self, records: Records, ledger: UsageLedger) -> None:
+        self._records = records
+        self._ledger = ledger
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (record for record in self._records if self._ledger.keeps(record))
+
+    def __len__(self) -> int:
+        return self._ledger.kept

@@ -40,10 +40,10 @@ import csv
 import datetime as dt
 import decimal
 import io
-import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -105,7 +105,8 @@ DECIMAL_SCALE = 18
 
 FILE_FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-_PARQUET_ROW_GROUP = 50_000
+_PARQUET_ROW_GROUP = 25_000  # records per row group
+_PARQUET_BATCH = 2_500  # records held as Python objects before they become Arrow arrays
 
 Record = Mapping[str, Any]
 
@@ -195,8 +196,27 @@ def to_utc_timestamp(value: Any, column: str = "value") -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
-def check_records(records: Records, source: str) -> None:
-    """Check that every record carries the 11 columns Cloudflare documents as required, non-null and typed.
+def check_records(records: Iterable[Record], source: str) -> None:
+    """Check that every record carries the 11 columns Cloudflare documents as required (see :class:`RecordCheck`).
+
+    :param records: the API's records
+    :param source: what they are, for the message (e.g. "the usage of account 023e...")
+    :raises CloudflareResponseError: naming the column, the row and the value
+    """
+    check = RecordCheck(source)
+    for row, record in enumerate(records, 1):
+        check(record, row)
+
+
+# Required columns by kind, for RecordCheck's fast path.
+_REQUIRED_STRINGS = tuple(c for c in REQUIRED_COLUMNS if c in _STRING_COLUMNS)
+_REQUIRED_STAMPS = tuple(c for c in REQUIRED_COLUMNS if c in TIMESTAMP_COLUMNS)
+_REQUIRED_DECIMALS = tuple(c for c in REQUIRED_COLUMNS if c in DECIMAL_COLUMNS)
+_REQUIRED_INTEGERS = tuple(c for c in REQUIRED_COLUMNS if c in INTEGER_COLUMNS)
+
+
+class RecordCheck:
+    """Checks that a record carries the 11 columns Cloudflare documents as required, non-null and typed.
 
     A record without its cost, currency, service or dates cannot be booked, and a number sent as a string
     changes the type of a whole column in the landed files (JSON Lines consumers would read text, sums would
@@ -204,31 +224,48 @@ def check_records(records: Records, source: str) -> None:
     rather than a file that books a wrong cost. Unknown and FOCUS 1.3 columns are not checked here (they are
     kept as sent).
 
-    :param records: the API's records
-    :param source: what they are, for the message (e.g. "the usage of account 023e...")
-    :raises CloudflareResponseError: naming the column, the row and the value
+    Called once per record; the usual record (strings, date-times seen before, exact numbers) passes on type
+    tests alone, and only a value that fails them is judged in full.
+
+    :param source: what the records are, for the message (e.g. "the usage of account 023e...")
     """
-    valid_stamps: set[str] = set()  # usage rows share a handful of date-times: parse each once
-    for index, record in enumerate(records):
-        for column in REQUIRED_COLUMNS:
-            value = record.get(column, _MISSING)
-            if column in TIMESTAMP_COLUMNS and value.__class__ is str and value in valid_stamps:
-                continue
-            problem = _contract_problem(column, value)
-            if problem is None:
-                if column in TIMESTAMP_COLUMNS:
-                    valid_stamps.add(value)
-                continue
-            where = ", ".join(
-                f"{name} {record[name]!r}" for name in ("ChargePeriodStart", "ServiceName") if name in record
-            )
-            raise CloudflareResponseError(
-                f"Cloudflare sent {source} with a record (row {index + 1} of {len(records)}"
-                f"{': ' + where if where else ''}) whose {column} {problem}. Cloudflare documents these 11 "
-                f"columns as required and typed ({', '.join(REQUIRED_COLUMNS)}): the API broke its contract, "
-                "so nothing was written or returned (a partial or retyped file would book a wrong cost). "
-                "Retry later; if it persists, report it with this message."
-            )
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._valid_stamps: set[str] = set()  # usage rows share a handful of date-times: parse each once
+
+    def __call__(self, record: Record, row: int) -> None:
+        """:raises CloudflareResponseError: naming the column, the row and the value"""
+        get = record.get
+        for column in _REQUIRED_STRINGS:
+            if get(column).__class__ is not str:
+                self._judge(record, row, column)
+        for column in _REQUIRED_STAMPS:
+            if get(column) not in self._valid_stamps:
+                self._judge(record, row, column)
+        for column in _REQUIRED_DECIMALS:
+            value = get(column)
+            if not (value.__class__ is int or (value.__class__ is Decimal and value.is_finite())):
+                self._judge(record, row, column)
+        for column in _REQUIRED_INTEGERS:
+            if get(column).__class__ is not int:
+                self._judge(record, row, column)
+
+    def _judge(self, record: Record, row: int, column: str) -> None:
+        value = record.get(column, _MISSING)
+        problem = _contract_problem(column, value)
+        if problem is None:
+            if column in TIMESTAMP_COLUMNS:
+                self._valid_stamps.add(value)
+            return
+        where = ", ".join(f"{name} {record[name]!r}" for name in ("ChargePeriodStart", "ServiceName") if name in record)
+        raise CloudflareResponseError(
+            f"Cloudflare sent {self.source} with a record (row {row}"
+            f"{': ' + where if where else ''}) whose {column} {problem}. Cloudflare documents these 11 "
+            f"columns as required and typed ({', '.join(REQUIRED_COLUMNS)}): the API broke its contract, "
+            "so nothing was written or returned (a partial or retyped file would book a wrong cost). "
+            "Retry later; if it persists, report it with this message."
+        )
 
 
 def _contract_problem(column: str, value: Any) -> str | None:
@@ -330,48 +367,222 @@ def text_value(value: Any) -> str | None:
 # -- writers: each streams records to a binary file object ----------------------------------------
 
 
-def write_records(records: Records, fileobj: IO[bytes], file_format: str) -> None:
-    """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`)."""
-    writers = {"jsonl": write_jsonl, "json": write_json, "csv": write_csv, "parquet": write_parquet}
-    try:
-        writer = writers[file_format]
-    except KeyError:
-        raise ValueError(f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}.") from None
-    writer(records, fileobj)
+def write_records(records: Records, fileobj: IO[bytes], file_format: str) -> int:
+    """Write ``records`` to ``fileobj`` in ``file_format`` (one of :data:`FILE_FORMATS`); return the rows written.
 
-
-def _json_line(record: Record, columns: Sequence[str]) -> bytes:
-    return json_text({column: record[column] for column in columns if column in record}).encode("utf-8")
-
-
-def write_jsonl(records: Records, fileobj: IO[bytes]) -> None:
-    """JSON Lines: one record per line, keys in column order; an empty result is an empty file."""
-    columns = column_order(records)
+    A source that declares ``column_types`` (a FOCUS dataset) is written with exactly those columns and kinds.
+    """
+    column_types = getattr(records, "column_types", None)
+    writer = open_writer(fileobj, file_format, column_order(records), column_types)
     for record in records:
-        fileobj.write(_json_line(record, columns) + b"\n")
+        writer.write(record)
+    return writer.close()
 
 
-def write_json(records: Records, fileobj: IO[bytes]) -> None:
+class NewColumnError(Exception):
+    """A record carries a column the file's header or schema, already written, does not have."""
+
+
+class RecordWriter(Protocol):
+    """Writes records one at a time to a binary file; :meth:`close` finishes the file and returns the row count."""
+
+    def write(self, record: Record) -> None: ...
+
+    def close(self) -> int: ...
+
+
+def needs_columns(file_format: str) -> bool:
+    """Whether a format writes its columns before the first row (a header or a schema), so needs them all."""
+    return file_format in ("csv", "parquet")
+
+
+def open_writer(
+    fileobj: IO[bytes], file_format: str, columns: Sequence[str], column_types: Mapping[str, str] | None = None
+) -> RecordWriter:
+    """A streaming writer of ``file_format`` to ``fileobj``.
+
+    :param columns: the file's columns in :func:`column_order` (the header of CSV, the schema of Parquet);
+        JSON Lines and JSON order each record's own keys the same way and need no list. A record with a
+        column outside ``columns`` raises :class:`NewColumnError` in CSV and Parquet.
+    :param column_types: a declared dataset's columns and kinds (a FOCUS dataset): Parquet types them so, and
+        JSON keeps each record's keys in the order given (the declared order) instead of :func:`column_order`'s.
+    """
+    declared = column_types is not None
+    if file_format == "jsonl":
+        return _JsonLinesWriter(fileobj, keep_order=declared)
+    if file_format == "json":
+        return _JsonArrayWriter(fileobj, keep_order=declared)
+    if file_format == "csv":
+        return _CsvWriter(fileobj, columns)
+    if file_format == "parquet":
+        return _ParquetWriter(fileobj, columns, column_types)
+    raise ValueError(f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}.")
+
+
+_RANK = {column: index for index, column in enumerate(KNOWN_COLUMNS)}
+_LAYOUTS: dict[tuple[str, ...], tuple[list[str], bool]] = {}  # keys as sent -> (in column order, already so)
+
+
+def _layout(record: Record) -> tuple[list[str], bool]:
+    """The record's own keys in the order of :func:`column_order` (which ranks every name on its own), and
+    whether the record already has them in that order."""
+    sent = tuple(record)
+    layout = _LAYOUTS.get(sent)
+    if layout is None:
+        known = sorted((k for k in sent if k in _RANK), key=_RANK.__getitem__)
+        ordered = known + sorted(k for k in sent if k not in _RANK)
+        layout = (ordered, tuple(ordered) == sent)
+        if len(_LAYOUTS) < 1024:  # answers carry a handful of key layouts; never grow without bound
+            _LAYOUTS[sent] = layout
+    return layout
+
+
+# JSON text is built by the json module's C encoder, which has no exact decimal: it hands each Decimal to
+# _marked, which returns the number's text between two NULs; the encoder quotes it as a string and escapes
+# the NULs, and the quotes and escaped NULs are then removed from its output. The count of escaped NULs
+# proves that no string or key of the records held one (else each record takes the line-by-line path).
+_NUMBER_MARK = "\x00"
+_ESCAPED_MARK = "\\u0000"
+_PLAIN_KINDS = frozenset({str, int, type(None), bool, Decimal})  # what the fast path encodes exactly
+
+
+def _decimal_text(value: Decimal) -> str:
+    """:func:`json_text` of a Decimal."""
+    if not value.is_finite():
+        raise CloudflareResponseError(f"A record holds a non-finite number ({value!r}).")
+    text = format(value, "f")
+    return text if "." in text else text + ".0"
+
+
+class _MarkingEncoder:
+    """The C JSON encoder set up for :func:`json_lines`, counting the numbers it marked."""
+
+    def __init__(self) -> None:
+        self.marked = 0
+        encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=self._marked)
+        make = getattr(json.encoder, "c_make_encoder", None)
+        if make is None:  # a Python without the C accelerator
+            self.encode: Callable[[Any], str] = encoder.encode
+        else:
+            c_encode = make(None, self._marked, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+            self.encode = lambda value: "".join(c_encode(value, 0))
+
+    def _marked(self, value: Any) -> str:
+        if value.__class__ is not Decimal:
+            raise TypeError(f"{type(value).__name__} is not a JSON value")
+        self.marked += 1
+        return _NUMBER_MARK + _decimal_text(value) + _NUMBER_MARK
+
+
+def json_lines(records: Sequence[Record], keep_order: bool = False) -> str:
+    """The records as JSON Lines text (a line each, ``\\n``-terminated), keys in column order: :func:`json_text`'s text.
+
+    Records of plain JSON values (strings, integers, Decimals, booleans, nulls) are encoded in one go by the C
+    encoder; any other record (a float, a nested value) takes :func:`json_text`, line by line.
+
+    :param keep_order: keep each record's keys in the order given (a declared dataset), not column order
+    """
+    if not records:
+        return ""
+    encoder = _MarkingEncoder()
+    lines = []
+    for record in records:
+        if not _PLAIN_KINDS.issuperset(map(type, record.values())):
+            return "".join(json_line(record, keep_order) + "\n" for record in records)
+        if keep_order:
+            lines.append(encoder.encode(record))
+            continue
+        keys, in_order = _layout(record)
+        lines.append(encoder.encode(record if in_order else {key: record[key] for key in keys}))
+    text = "\n".join(lines) + "\n"
+    if encoder.marked:
+        if text.count(_ESCAPED_MARK) != 2 * encoder.marked:  # a string held a NUL: judge line by line
+            return "".join(json_line(record, keep_order) + "\n" for record in records)
+        text = text.replace('"' + _ESCAPED_MARK, "").replace(_ESCAPED_MARK + '"', "")
+    if "\x85" in text or "\u2028" in text or "\u2029" in text:
+        text = text.translate(_LINE_BREAK_ESCAPES)
+    return text
+
+
+def json_line(record: Record, keep_order: bool = False) -> str:
+    """A record as one line of compact JSON text, keys in column order (:func:`json_text` of the reordered record),
+    or in the order given with ``keep_order``."""
+    if keep_order:
+        return json_text(record)
+    keys, _ = _layout(record)
+    return json_text({key: record[key] for key in keys})
+
+
+_BATCH = 2_000  # records encoded and written per call
+
+
+class _JsonLinesWriter:
+    """JSON Lines: one record per line, keys in column order; an empty result is an empty file."""
+
+    def __init__(self, fileobj: IO[bytes], keep_order: bool = False) -> None:
+        self._fileobj = fileobj
+        self._keep_order = keep_order
+        self._pending: list[Record] = []
+        self._rows = 0
+
+    def write(self, record: Record) -> None:
+        self._pending.append(record)
+        if len(self._pending) >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._fileobj.write(json_lines(self._pending, self._keep_order).encode("utf-8"))
+            self._rows += len(self._pending)
+            self._pending = []
+
+    def close(self) -> int:
+        self._flush()
+        return self._rows
+
+
+class _JsonArrayWriter(_JsonLinesWriter):
     """A JSON array, one record per line, keys in column order; an empty result is ``[]``."""
-    columns = column_order(records)
-    fileobj.write(b"[")
-    for index, record in enumerate(records):
-        fileobj.write((b",\n" if index else b"\n") + _json_line(record, columns))
-    fileobj.write(b"\n]\n" if records else b"]\n")
+
+    def __init__(self, fileobj: IO[bytes], keep_order: bool = False) -> None:
+        super().__init__(fileobj, keep_order)
+        fileobj.write(b"[")
+
+    def _flush(self) -> None:
+        if self._pending:
+            # JSON text holds no raw line break: each record's line ends at a newline.
+            lines = json_lines(self._pending, self._keep_order)[:-1].replace("\n", ",\n")
+            self._fileobj.write(((",\n" if self._rows else "\n") + lines).encode("utf-8"))
+            self._rows += len(self._pending)
+            self._pending = []
+
+    def close(self) -> int:
+        self._flush()
+        self._fileobj.write(b"\n]\n" if self._rows else b"]\n")
+        return self._rows
 
 
-def write_csv(records: Records, fileobj: IO[bytes]) -> None:
+class _CsvWriter:
     """RFC 4180 CSV (UTF-8, CRLF), a header row of column names, then one row per record."""
-    columns = column_order(records)
-    text = io.TextIOWrapper(fileobj, encoding="utf-8", newline="", write_through=True)
-    try:
-        writer = csv.writer(text, dialect="excel")
-        writer.writerow(columns)
-        for record in records:
-            writer.writerow(["" if (v := text_value(record.get(c))) is None else v for c in columns])
-        text.flush()
-    finally:
-        text.detach()  # leave the caller's file object open
+
+    def __init__(self, fileobj: IO[bytes], columns: Sequence[str]) -> None:
+        self._columns = list(columns)
+        self._known = frozenset(columns)
+        self._text = io.TextIOWrapper(fileobj, encoding="utf-8", newline="", write_through=True)
+        self._writer = csv.writer(self._text, dialect="excel")
+        self._writer.writerow(self._columns)
+        self._rows = 0
+
+    def write(self, record: Record) -> None:
+        if not self._known.issuperset(record):
+            raise NewColumnError(sorted(set(record) - self._known))
+        self._writer.writerow(["" if (v := text_value(record.get(c))) is None else v for c in self._columns])
+        self._rows += 1
+
+    def close(self) -> int:
+        self._text.flush()
+        self._text.detach()  # leave the caller's file object open
+        return self._rows
 
 
 def column_kind(column: str, column_types: Mapping[str, str] | None = None) -> str:
@@ -433,38 +644,13 @@ def _parquet_misfit(column: str, value: Any, kind: str) -> str | None:
         )
     exact = to_decimal(value, column)
     assert exact is not None
-    if abs(exact) < _DECIMAL_LIMIT and exact.quantize(_DECIMAL_QUANTUM, context=_WIDE) == exact:
+    if exact.copy_abs() < _DECIMAL_LIMIT and exact.quantize(_DECIMAL_QUANTUM, context=_WIDE) == exact:
         return None
     return (
         f"is {json_text(value)}, which Parquet's decimal({DECIMAL_PRECISION}, {DECIMAL_SCALE}) column cannot hold "
         f"without rounding (at most {DECIMAL_PRECISION - DECIMAL_SCALE} digits before the decimal point and "
         f"{DECIMAL_SCALE} after). The JSON formats and CSV keep every digit the API sent"
     )
-
-
-def _parquet_columns(records: Records, column_types: Mapping[str, str] | None = None) -> list[str]:
-    """:func:`column_order`, in the same pass checking that every number fits its Parquet column exactly.
-
-    Done before the Parquet writer opens, so a value that does not fit fails the write before a byte of
-    it is written, and never lands rounded. Columns are typed by :func:`column_kind`.
-    """
-    seen: set[str] = set()
-    kinds: dict[str, str] = {}  # the numeric columns seen so far, and their kinds
-    for index, record in enumerate(records):
-        if not seen.issuperset(record):  # rows share their columns: classify a column once
-            for column in set(record).difference(seen):
-                if (kind := column_kind(column, column_types)) in (DECIMAL_KIND, INTEGER_KIND):
-                    kinds[column] = kind
-            seen.update(record)
-        for column in kinds.keys() & record.keys():
-            problem = _parquet_misfit(column, record[column], kinds[column])
-            if problem is not None:
-                raise CloudflareResponseError(
-                    f"In row {index + 1} of {len(records)}, {column} {problem}. Nothing was "
-                    "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
-                    ".jsonl destination) instead of Parquet."
-                )
-    return list(column_types) if column_types is not None else _ordered(seen)
 
 
 def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
@@ -476,41 +662,127 @@ def _to_timestamp_ms(value: Any, column: str) -> dt.datetime | None:
     return stamp
 
 
-def _parquet_column(column: str, values: Iterator[Any], kind: str) -> list[Any]:
+def _parquet_column(column: str, values: list[Any], kind: str) -> list[Any]:
+    """A column's values as pyarrow takes them exactly: the common types pass as they are."""
     if kind == TIMESTAMP_KIND:
-        return [_to_timestamp_ms(v, column) for v in values]
+        stamps: dict[Any, dt.datetime | None] = {}  # usage rows share a handful of date-times: parse each once
+        out = []
+        for value in values:
+            stamp = stamps.get(value, _MISSING) if value.__class__ is str or value is None else _MISSING
+            if stamp is _MISSING:
+                stamp = _to_timestamp_ms(value, column)
+                if value.__class__ is str or value is None:
+                    stamps[value] = stamp
+            out.append(stamp)
+        return out
     if kind == DECIMAL_KIND:
-        return [to_decimal(v, column) for v in values]
+        return [v if v.__class__ is Decimal or v is None else to_decimal(v, column) for v in values]
     if kind == INTEGER_KIND:
-        return [_to_integer(v, column) for v in values]
-    return [text_value(v) for v in values]
+        return [v if v.__class__ is int or v is None else _to_integer(v, column) for v in values]
+    return [v if v.__class__ is str or v is None else text_value(v) for v in values]
 
 
-def write_parquet(records: Records, fileobj: IO[bytes]) -> None:
-    """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 50,000 records.
+def _transpose(chunk: list[Record], columns: list[str]) -> list[list[Any]]:
+    """The chunk's values column by column (None where a record lacks a column)."""
+    if len(columns) > 1:
+        row = operator.itemgetter(*columns)  # a tuple per record, built in C
+        try:
+            return [list(values) for values in zip(*map(row, chunk), strict=True)] if chunk else [[] for _ in columns]
+        except KeyError:  # some record lacks a column
+            pass
+    return [[record.get(column) for record in chunk] for column in columns]
 
-    A number that its column cannot hold exactly raises :class:`CloudflareResponseError` before the
-    Parquet writer opens.
+
+class _ParquetWriter:
+    """Parquet with the explicit schema of :func:`parquet_schema`, in row groups of 25,000 records.
+
+    Records are turned into Arrow arrays 2,500 at a time (pyarrow refuses a decimal it cannot hold without
+    rounding and an integer outside int64; the refusal is then explained value by value by
+    :func:`_parquet_misfit`, and the staged file is discarded by the caller), and the arrays written as one
+    row group per 25,000 records. Memory holds 2,500 records as Python objects (a record's dict is about
+    7 KB) and one row group as Arrow buffers (about 0.6 KB a record): about 60 MB in all, whatever the size
+    of the answer.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    column_types = getattr(records, "column_types", None)
-    columns = _parquet_columns(records, column_types)
-    schema = parquet_schema(columns, column_types)
-    rows = iter(records)  # one pass, in row groups: spooled records are never all in memory
-    with pq.ParquetWriter(fileobj, schema, compression="snappy") as writer:
-        while chunk := list(itertools.islice(rows, _PARQUET_ROW_GROUP)):
-            arrays = []
-            for field in schema:
-                values = _parquet_column(
-                    field.name, (record.get(field.name) for record in chunk), column_kind(field.name, column_types)
+    def __init__(
+        self, fileobj: IO[bytes], columns: Sequence[str], column_types: Mapping[str, str] | None = None
+    ) -> None:
+        self._fileobj = fileobj
+        self._schema = parquet_schema(columns, column_types)
+        self._kinds = {column: column_kind(column, column_types) for column in columns}
+        self._known = frozenset(columns)
+        self._chunk: list[Record] = []
+        self._batches: list[Any] = []  # pyarrow RecordBatches of the row group being gathered
+        self._gathered = 0
+        self._rows = 0
+        self._writer: Any = None  # opened with the first row group that converts: a refusal there writes nothing
+
+    def write(self, record: Record) -> None:
+        if not self._known.issuperset(record):
+            raise NewColumnError(sorted(set(record) - self._known))
+        self._chunk.append(record)
+        if len(self._chunk) >= _PARQUET_BATCH:
+            self._convert()
+            if self._gathered >= _PARQUET_ROW_GROUP:
+                self._flush()
+
+    def _convert(self) -> None:
+        import pyarrow as pa
+
+        chunk, self._chunk = self._chunk, []
+        if not chunk:
+            return
+        arrays = []
+        for field, column in zip(self._schema, _transpose(chunk, self._schema.names), strict=True):
+            values = _parquet_column(field.name, column, self._kinds[field.name])
+            try:
+                arrays.append(pa.array(values, type=field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                if self._writer is not None:  # finish it while the file is open; the caller discards the file
+                    self._writer.close()
+                    self._writer = None
+                self._explain(field.name, chunk)
+                raise CloudflareResponseError(
+                    f"Column {field.name} does not fit its Parquet type {field.type}: {exc}. "
+                    f"Costs and quantities are stored as decimals with {DECIMAL_SCALE} decimal places."
+                ) from exc
+        self._batches.append(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        self._gathered += len(chunk)
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        self._convert()
+        if not self._batches:
+            return
+        if self._writer is None:
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._fileobj, self._schema, compression="snappy")
+        table = pa.Table.from_batches(self._batches, schema=self._schema)
+        self._writer.write_table(table, row_group_size=self._gathered)
+        self._rows += self._gathered
+        self._batches, self._gathered = [], 0
+
+    def _explain(self, column: str, chunk: list[Record]) -> None:
+        """Name the row and value pyarrow refused, with what to do instead."""
+        kind = self._kinds[column]
+        if kind not in (DECIMAL_KIND, INTEGER_KIND):
+            return
+        for index, record in enumerate(chunk):
+            problem = _parquet_misfit(column, record.get(column), kind)
+            if problem is not None:
+                raise CloudflareResponseError(
+                    f"In row {self._rows + self._gathered + index + 1}, {column} {problem}. Nothing was "
+                    "written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a "
+                    ".jsonl destination) instead of Parquet."
                 )
-                try:
-                    arrays.append(pa.array(values, type=field.type))
-                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                    raise CloudflareResponseError(
-                        f"Column {field.name} does not fit its Parquet type {field.type}: {exc}. "
-                        f"Costs and quantities are stored as decimals with {DECIMAL_SCALE} decimal places."
-                    ) from exc
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=len(chunk))
+
+    def close(self) -> int:
+        self._flush()
+        if self._writer is None:  # no rows: the file still carries the schema
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._fileobj, self._schema, compression="snappy")
+        self._writer.close()
+        return self._rows

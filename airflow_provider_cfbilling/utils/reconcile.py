@@ -26,7 +26,9 @@ from airflow_provider_cfbilling.utils.formats import to_decimal, to_utc_timestam
 # Mismatches listed in full; beyond this only the count is kept (the result travels in XCom).
 MAX_LISTED_MISMATCHES = 20
 _SUM_PRECISION = 100  # digits: far beyond any cost, so sums are never rounded
-_Row = tuple[Any, Any, Any]  # (ChargePeriodStart, ContractedCost, CumulatedContractedCost) as sent
+_SUM = decimal.Context(prec=_SUM_PRECISION)
+_ZERO = Decimal(0)
+Row = tuple[Any, Any, Any]  # (ChargePeriodStart, ContractedCost, CumulatedContractedCost) as sent
 
 
 def _plain(number: Decimal) -> str:
@@ -43,23 +45,40 @@ def cost_totals(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     :return: ``{"by_currency": {"USD": "12.5"}, "by_service": {"USD": {"Workers Standard": "10.25"}}}``,
         keys sorted.
     """
-    by_currency: dict[str, Decimal] = defaultdict(Decimal)
-    by_service: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    with decimal.localcontext() as context:
-        context.prec = _SUM_PRECISION
-        for record in records:
-            cost = to_decimal(record.get("ContractedCost"), "ContractedCost")
-            if cost is None:
-                continue
-            currency = str(record.get("BillingCurrency"))
-            by_currency[currency] += cost
-            by_service[currency][str(record.get("ServiceName"))] += cost
-    return {
-        "by_currency": {c: _plain(by_currency[c]) for c in sorted(by_currency)},
-        "by_service": {
-            c: {s: _plain(services[s]) for s in sorted(services)} for c, services in sorted(by_service.items())
-        },
-    }
+    totals = CostTotals()
+    for record in records:
+        totals.add(record)
+    return totals.as_dict()
+
+
+class CostTotals:
+    """Running exact sums of ``ContractedCost`` per currency and per (currency, service), fed one record at a time."""
+
+    def __init__(self) -> None:
+        self._by_service: dict[tuple[str, str], Decimal] = {}
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        sent = record.get("ContractedCost")
+        cost = sent if sent.__class__ is Decimal else to_decimal(sent, "ContractedCost")
+        if cost is None:
+            return
+        key = (str(record.get("BillingCurrency")), str(record.get("ServiceName")))
+        # An explicit context, not localcontext(): the caller's code runs between two records.
+        self._by_service[key] = _SUM.add(self._by_service.get(key, _ZERO), cost)
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"by_currency": {...}, "by_service": {...}}`` as :func:`cost_totals` returns it."""
+        by_currency: dict[str, Decimal] = defaultdict(Decimal)
+        by_service: dict[str, dict[str, Decimal]] = defaultdict(dict)
+        for (currency, service), total in self._by_service.items():
+            by_currency[currency] = _SUM.add(by_currency[currency], total)
+            by_service[currency][service] = total
+        return {
+            "by_currency": {c: _plain(by_currency[c]) for c in sorted(by_currency)},
+            "by_service": {
+                c: {s: _plain(services[s]) for s in sorted(services)} for c, services in sorted(by_service.items())
+            },
+        }
 
 
 def reconciliation_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -84,12 +103,20 @@ def reconcile(records: Iterable[Mapping[str, Any]], complete_from: dt.datetime |
     """
     # Only the three figures a check needs are kept per row, not the row: records may be spooled on disk
     # and far larger than memory as dicts.
-    groups: dict[tuple[Any, ...], list[_Row]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for record in records:
         groups[reconciliation_key(record)].append(
             (record.get("ChargePeriodStart"), record.get("ContractedCost"), record.get("CumulatedContractedCost"))
         )
+    return check_groups(groups, complete_from)
 
+
+def check_groups(groups: Mapping[tuple[Any, ...], list[Row]], complete_from: dt.datetime | None) -> dict[str, Any]:
+    """:func:`reconcile` on rows already grouped by :func:`reconciliation_key` (what a single pass gathers).
+
+    :param groups: per key, each row's (ChargePeriodStart, ContractedCost, CumulatedContractedCost) as sent
+    :param complete_from: as for :func:`reconcile`
+    """
     mismatches: list[dict[str, Any]] = []
     checked = 0
     with decimal.localcontext() as context:
@@ -119,6 +146,85 @@ def reconcile(records: Iterable[Mapping[str, Any]], complete_from: dt.datetime |
         "mismatch_count": len(mismatches),
         "mismatches": mismatches[:MAX_LISTED_MISMATCHES],
     }
+
+
+class RunningReconciliation:
+    """:func:`reconcile` fed one record at a time, keeping per group its running figures instead of its rows.
+
+    The API sends each group's rows in ChargePeriodStart order; then the result is :func:`reconcile`'s, in
+    memory that grows with the groups (services x zones x periods), not with the rows. The first row that
+    comes out of order sets :attr:`in_order` to False: the caller then reconciles the records again with
+    :func:`reconcile`, which sorts them.
+
+    :param complete_from: as for :func:`reconcile`
+    :param complete_periods: the records are complete from the start of every billing period they hold (the
+        current period, which the API answers from its first day): every group is checked from zero.
+    """
+
+    def __init__(self, complete_from: dt.datetime | None = None, *, complete_periods: bool = False) -> None:
+        self._complete_from = complete_from
+        self._complete_periods = complete_periods
+        self._groups: dict[tuple[Any, ...], list[Any]] = {}  # key -> [previous cumulated, last ChargePeriodStart]
+        self._period_starts: dict[Any, dt.datetime | None] = {}
+        self._mismatches: list[tuple[tuple[str, ...], str, int, dict[str, Any]]] = []
+        self.checked = 0
+        self.in_order = True
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        key = reconciliation_key(record)
+        charge_start = record.get("ChargePeriodStart")
+        order = str(charge_start)
+        state = self._groups.get(key)
+        if state is None:
+            period_start = self._period_start(key[0])
+            if self._complete_periods:
+                from_zero = period_start is not None
+            else:
+                from_zero = _starts_from_zero(charge_start, period_start, self._complete_from)
+            state = self._groups[key] = [_ZERO if from_zero else None, order]
+        elif order < state[1]:
+            self.in_order = False
+            return
+        else:
+            state[1] = order
+        sent_cost, sent_cumulated = record.get("ContractedCost"), record.get("CumulatedContractedCost")
+        cost = sent_cost if sent_cost.__class__ is Decimal else to_decimal(sent_cost, "ContractedCost")
+        cumulated = (
+            sent_cumulated
+            if sent_cumulated.__class__ is Decimal
+            else to_decimal(sent_cumulated, "CumulatedContractedCost")
+        )
+        previous = state[0]
+        if cost is None or cumulated is None:
+            self._note(key, charge_start, _mismatch(key, charge_start, cost, cumulated, previous, "null cost value"))
+            state[0] = None  # the chain is broken: the next row anchors again
+            return
+        if previous is not None:
+            self.checked += 1
+            if _SUM.subtract(cumulated, previous) != cost:
+                self._note(key, charge_start, _mismatch(key, charge_start, cost, cumulated, previous, None))
+        state[0] = cumulated
+
+    def _period_start(self, text: Any) -> dt.datetime | None:
+        if text not in self._period_starts:
+            self._period_starts[text] = to_utc_timestamp(text, "BillingPeriodStart")
+        return self._period_starts[text]
+
+    def _note(self, key: tuple[Any, ...], charge_start: Any, entry: dict[str, Any]) -> None:
+        # Listed in reconcile()'s order: groups by key, rows by ChargePeriodStart, ties as they came.
+        group_order = tuple("" if v is None else str(v) for v in key)
+        self._mismatches.append((group_order, str(charge_start), len(self._mismatches), entry))
+
+    def result(self) -> dict[str, Any]:
+        """:func:`reconcile`'s result (only meaningful while :attr:`in_order`)."""
+        mismatches = [entry for *_, entry in sorted(self._mismatches, key=lambda m: m[:3])]
+        return {
+            "ok": not mismatches,
+            "rows_checked": self.checked,
+            "groups": len(self._groups),
+            "mismatch_count": len(mismatches),
+            "mismatches": mismatches[:MAX_LISTED_MISMATCHES],
+        }
 
 
 def _starts_from_zero(charge_start: Any, period_start: dt.datetime | None, complete_from: dt.datetime | None) -> bool:
