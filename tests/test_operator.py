@@ -39,7 +39,6 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareResponseError,
     CloudflareServerError,
 )
-from airflow_provider_cfbilling.operators import billing as operator_module
 from airflow_provider_cfbilling.operators.billing import MAX_RATE_LIMIT_DEFERRALS, CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import (
     ANCHOR31_ACCOUNT,
