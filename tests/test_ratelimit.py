@@ -102,10 +102,8 @@ def test_a_spent_budget_beyond_the_retry_budget_raises_before_sending(sim: Any, 
     hook = CloudflareBillingHook("cloudflare_limited")
     hook.get_paygo_usage()
     hook.get_paygo_usage()
-    started = time.monotonic()
     with pytest.raises(CloudflareRateLimitError, match="Not sent") as err:
         hook.get_paygo_usage()
-    assert time.monotonic() - started < 1
     assert 55 <= err.value.retry_after <= 61
     assert [r["status"] for r in sim.requests] == [200, 200]  # the refused call never reached the API
 
