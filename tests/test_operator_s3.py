@@ -177,3 +177,27 @@ def test_the_backfill_example_lands_in_s3(
     _, exact = served(cloudflare, ANCHOR31_ACCOUNT, **{"from": "2025-09-30", "to": "2025-10-31"})
     data = body(client, f"cloudflare/periods/account={ANCHOR31_ACCOUNT}/billing_period=2025-09-30/usage.parquet")
     assert_parquet_matches(pq.read_table(io.BytesIO(data)), in_window(exact, "2025-09-30", "2025-10-31"))
+
+
+def test_cloudflare_r2_recipe_an_aws_connection_with_r2s_endpoint_and_region_auto(
+    cloudflare: Any, s3: Any, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R2 speaks the S3 API: the documented recipe is an ``aws`` connection whose extra holds R2's
+    ``endpoint_url`` (``https://<account id>.r2.cloudflarestorage.com``) and ``region_name`` ``auto``. moto's
+    server stands in for R2's endpoint."""
+    client, _ = s3
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDFLARE_R2",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "<R2 access key id>",
+                "password": "<R2 secret access key>",
+                "extra": {"endpoint_url": s3_endpoint, "region_name": "auto"},
+            }
+        ),
+    )
+    manifest = land("cloudflare_r2", destination=f"s3://{BUCKET}/r2/billing_period={{billing_period}}/usage.jsonl")
+    key = "r2/billing_period=2025-09-14/usage.jsonl"
+    assert keys(client) == [key]
+    assert manifest["uri"] == f"s3://{BUCKET}/{key}" and manifest["rows"] == len(body(client, key).splitlines()) > 0
