@@ -165,7 +165,9 @@ def engine_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engin
         simulator.add_fault("path_moved", account_id=ANCHOR31_ACCOUNT)
         simulator.add_fault("success_false", account_id=ANCHOR31_ACCOUNT)
         simulator.add_fault("truncated", account_id=EMPTY_ACCOUNT)
-        simulator.add_fault("rate_limit", account_id=LARGE_ACCOUNT, times=1, retry_after=3)
+        # Longer than a deferrable task waits in the worker, and than a worker takes to report the deferred try: a
+        # resume sooner meets a race inside Airflow (a late executor event fails the re-queued try).
+        simulator.add_fault("rate_limit", account_id=LARGE_ACCOUNT, times=1, retry_after=12)
         simulator.add_fault("missing_column", account_id=LARGE_ACCOUNT, column="ContractedCost")
         extra = {"timeout": 5, "max_retry_wait": 1}
         engine = Engine(
