@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import random
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -321,7 +321,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                     pass
             self._log_window(ledger, window)
             check = self._reconcile(ledger, records, account) if self.reconcile else None
-            kept = _KeptRecords(records, ledger)
+            kept = ledger.kept_records(records)
             landed = self._as_focus(kept, account, window, deferrals, ledger.billing_periods)
             try:
                 return write_records(landed, fileobj, target.file_format)
@@ -595,17 +595,3 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 __all__ = ["CloudflarePaygoUsageOperator", "UsageWindow"]
-
-
-class _KeptRecords:
-    """The records a finished ledger pass kept (its window), re-iterable and sized like the records themselves."""
-
-    def __init__(self, records: Records, ledger: UsageLedger) -> None:
-        self._records = records
-        self._ledger = ledger
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (record for record in self._records if self._ledger.keeps(record))
-
-    def __len__(self) -> int:
-        return self._ledger.kept

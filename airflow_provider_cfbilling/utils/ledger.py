@@ -99,6 +99,10 @@ class UsageLedger:
             kept = self._keeps[text] = stamp is not None and self._start <= stamp < self._end
         return kept
 
+    def kept_records(self, records: Any) -> KeptRecords:
+        """The records this finished pass kept (its window), re-iterable and sized like ``records`` themselves."""
+        return KeptRecords(records, self)
+
     def run(self, records: Iterable[Record]) -> list[Record]:
         """The pass, for records that live in memory anyway (XCom): the kept records as a list."""
         return list(self.admit(records))
@@ -179,6 +183,20 @@ class UsageLedger:
             return self._running.result()
         complete_from = self._start if self._start is not None else self.first_period_start()
         return reconciliation.reconcile((r for r in records if self.keeps(r)), complete_from)
+
+
+class KeptRecords:
+    """A view of the records a :class:`UsageLedger` pass kept: iterated afresh each time, counted by the pass."""
+
+    def __init__(self, records: Iterable[Record], ledger: UsageLedger) -> None:
+        self._records = records
+        self._ledger = ledger
+
+    def __iter__(self) -> Iterator[Record]:
+        return (record for record in self._records if self._ledger.keeps(record))
+
+    def __len__(self) -> int:
+        return self._ledger.kept
 
 
 def _chain(first: Record | None, rest: Iterator[Record]) -> Iterator[Record]:
