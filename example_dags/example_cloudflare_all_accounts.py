@@ -54,7 +54,13 @@ def example_cloudflare_all_accounts() -> None:
         """The ids of every account the connection's token can see."""
         from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 
-        return [account["id"] for account in CloudflareBillingHook().list_accounts()]
+        hook = CloudflareBillingHook()
+        try:
+            return [account["id"] for account in hook.list_accounts()]
+        finally:
+            # This task holds a slot of the token's pool, like the operator: before the slot passes to the
+            # next task, whose first request goes out before it can read the budget, leave the window safe.
+            hook.wait_for_rate_limit_handover()
 
     CloudflarePaygoUsageOperator.partial(
         task_id="land_current_period",

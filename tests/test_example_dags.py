@@ -260,3 +260,41 @@ def test_all_accounts_discovers_the_tokens_accounts_and_lands_each_once(
         assert (manifest["account_id"], manifest["uri"], manifest["rows"]) == (account, f"file://{target}", len(exact))
     landed = sorted(p.relative_to(base_dir).as_posix() for p in (base_dir / "all_accounts").rglob("*") if p.is_file())
     assert len(landed) == len(accounts)  # each account once, nothing else
+
+
+def test_all_accounts_discovery_leaves_the_window_safe_for_the_tasks_taking_the_pool_slots(
+    sim: Any, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The discovery task holds a slot of the token's pool, like the operator. When its request leaves the
+    rate-limit window spent down to the requests kept for the other slots, it waits for the reset before it
+    ends: each task that takes a slot next sends its first request before it can read the budget."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from conftest import connection_uri_json
+
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+
+    slots = 4
+    token = "cfsim-discovery-handover-token"
+    sim.add_token(token, accounts=[STANDARD_ACCOUNT])
+    sim.set_rate_limit((5, 8, 60))  # 5 per 8 s; the 4 slots keep 3 of them back
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, concurrent_tasks=slots))
+
+    def first_request_of_a_task(_: int = 0) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return requests.get(f"{sim.url}/accounts", headers=headers, timeout=30).status_code
+
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS / "example_cloudflare_all_accounts.py"))
+    discover = bag.dags["example_cloudflare_all_accounts"].get_task("discover_accounts").python_callable
+    # Tasks in the other slots have spent 3 of this window's 5 requests.
+    assert [first_request_of_a_task() for _ in range(3)] == [200, 200, 200]
+    assert discover() == [STANDARD_ACCOUNT]  # its request leaves 1, fewer than the 3 kept back
+
+    # The four tasks that take the pool's slots next each send a first request, together.
+    with ThreadPoolExecutor(slots) as pool:
+        assert list(pool.map(first_request_of_a_task, range(slots))) == [200] * slots
+    assert [r["status"] for r in sim.requests].count(429) == 0
