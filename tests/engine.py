@@ -28,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,25 @@ class Engine:
                 start_new_session=True,  # its own process group: stopping it stops its children
             )
             log.close()
+            if name == "api-server" and len(components) > 1:
+                # Tasks report to the api-server: a scheduler that starts first may run one before the server
+                # answers (seen on a loaded machine: the task failed after its client gave up retrying).
+                self.wait_for_api_server()
+
+    def wait_for_api_server(self) -> None:
+        """Block until the api-server's execution API answers its health check."""
+        url = f"http://127.0.0.1:{self.port}/execution/health"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:  # refused while it starts; URLError and HTTPError are OSErrors
+                pass
+            assert time.monotonic() < deadline, f"the api-server did not answer {url}\n{self.output('api-server')}"
+            time.sleep(0.2)
 
     def stop(self) -> None:
         for process in self.processes.values():
