@@ -187,7 +187,11 @@ def engine_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engin
             assert states == EXPECTED_STATES, f"{states}\n{engine.diagnostics()}"
             # A task's final state can reach the database before the task runner's supervisor has written the
             # task's last log lines (it serves both on one loop; seen on a loaded machine): wait for the logs.
-            wait_until(engine, "every task's log to hold its expected lines", lambda: logs_complete(engine), 60)
+            try:
+                wait_until(engine, "every task's log to hold its expected lines", lambda: not missing_lines(engine), 60)
+            except AssertionError as exc:
+                logs = {task: text[-3000:] for task, text in task_logs(engine).items()}
+                raise AssertionError(f"missing from the task logs: {missing_lines(engine)}\n{logs}") from exc
             yield engine, simulator, out
         finally:
             engine.stop()
@@ -205,9 +209,15 @@ def task_logs(engine: Engine) -> dict[str, str]:
     return logs
 
 
-def logs_complete(engine: Engine) -> bool:
+def missing_lines(engine: Engine) -> list[tuple[str, str]]:
+    """(task id, text) of each expected text not (yet) in its task's log."""
     logs = task_logs(engine)
-    return all(text in logs.get(task_id, "") for task_id, texts in EXPECTED_IN_TASK_LOG.items() for text in texts)
+    return [
+        (task_id, text)
+        for task_id, texts in EXPECTED_IN_TASK_LOG.items()
+        for text in texts
+        if text not in logs.get(task_id, "")
+    ]
 
 
 @pytest.mark.e2e
