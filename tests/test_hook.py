@@ -170,7 +170,7 @@ def test_bad_input_is_rejected_before_any_request(sim, cloudflare_conn, kwargs, 
 
 def test_connection_without_credentials(sim, use_conn):
     hook = use_conn(token="")
-    with pytest.raises(CloudflareBillingInputError, match="connection 'cloudflare_default' has no credentials"):
+    with pytest.raises(CloudflareBillingInputError, match=r"^Connection 'cloudflare_default' has no credentials"):
         hook.get_paygo_usage()
     assert sim.request_count() == 0
 
