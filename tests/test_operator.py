@@ -6,16 +6,20 @@ real ``dag.test()`` where Airflow itself matters: deferral on a long 429, and as
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -374,37 +378,67 @@ def test_an_api_fault_mid_run_keeps_the_previous_object(
     assert leftovers(path.parent) == []
 
 
-def test_a_failure_while_writing_keeps_the_previous_object(
-    sim: Any, landed: tuple[str, Path, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    uri, path, before = landed
+def test_a_full_disk_while_staging_keeps_the_previous_object(tmp_path: Path) -> None:
+    """The kernel refuses the staged file's growth (a file-size limit, as a full disk would): EFBIG.
 
-    def half_then_fail(write: Any, local_path: str, file_format: str) -> None:
-        with open(local_path, "wb") as fileobj:
-            fileobj.write(b"PAR1 half a file")
-        raise OSError("disk full")
+    In a child process, since the limit holds for the whole process; Python ignores SIGXFSZ, so the write
+    fails with an OSError instead of killing the process.
+    """
+    target = tmp_path / "usage.jsonl"
+    target.write_bytes(b'{"previous":"good"}\n' * 1000)  # larger than the limit: only new writes are refused
+    before = target.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from airflow.sdk import ObjectStoragePath
+        from airflow_provider_cfbilling.utils.storage import write_atomically
 
-    monkeypatch.setattr(storage, "_stage", half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
-        run(billing_period_of="2025-10-01", destination=uri)
-    assert path.read_bytes() == before
-    assert leftovers(path.parent) == []
+        def writer(fileobj):
+            for n in range(1000):
+                fileobj.write(b'{{"row": %d, "padding": "%s"}}\\n' % (n, b"x" * 64))
+            return 1000
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            write_atomically(writer, ObjectStoragePath({target.as_uri()!r}), "jsonl")
+        except OSError as exc:
+            print(exc.errno)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == str(errno.EFBIG), done.stderr
+    assert target.read_bytes() == before
+    assert leftovers(tmp_path) == []
 
 
-def test_a_failure_at_commit_keeps_the_previous_object(
-    sim: Any, landed: tuple[str, Path, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """The kernel's immutable attribute on ``path`` (root on a filesystem that has it, as in CI): renaming
+    onto it fails with EPERM, so a commit really fails while the directory still takes the staged file."""
+    chattr = shutil.which("chattr")
+    if chattr is None or os.geteuid() != 0:
+        pytest.skip("setting the immutable attribute needs chattr and root (scripts/test.sh runs as root in CI)")
+    marked = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
+    if marked.returncode != 0:
+        pytest.skip(f"this filesystem has no immutable attribute: {marked.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_a_failure_at_commit_keeps_the_previous_object(sim: Any, landed: tuple[str, Path, bytes]) -> None:
+    """The rename that commits the staged file is refused by the filesystem (no stand-in for os.replace)."""
     uri, path, before = landed
     sim.set_today(dt.date(2025, 11, 21))  # different data, so a commit would change the object
-
-    def crash(src: str, dst: str) -> None:
-        raise KeyboardInterrupt  # the task is being killed
-
-    monkeypatch.setattr(storage.os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with immutable(path), pytest.raises(PermissionError) as failure:
         run(destination=uri)
+    assert failure.value.filename is not None and ".usage.parquet.tmp-" in failure.value.filename
+    assert failure.value.filename2 == str(path)  # it was the commit that failed, after the file was staged
     assert path.read_bytes() == before
     assert leftovers(path.parent) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["usage.parquet"]
 
 
 def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
