@@ -18,11 +18,10 @@ from typing import Any
 import pendulum
 import pytest
 from airflow.exceptions import AirflowException
-from conftest import connection_uri_json
+from conftest import run_operator
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingInputError
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
-from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.sensors.billing import CloudflareBillingPeriodSensor
 from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
 
@@ -41,23 +40,9 @@ def run(context: dict[str, Any] | None = None, tmp: Path | None = None, **kwargs
     ``{tmp}`` in a string argument becomes ``tmp``: should a check ever let a bad destination through, the
     file lands in the test's own directory.
     """
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
     if tmp is not None:
         kwargs = {k: v.replace("{tmp}", str(tmp)) if isinstance(v, str) else v for k, v in kwargs.items()}
-    operator = CloudflarePaygoUsageOperator(task_id="usage", **kwargs)
-    if context is not None:
-        operator.render_template_fields(context)  # type: ignore[arg-type]
-    return operator.execute({"outlet_events": OutletEventAccessors()})  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    def _use(token: str = SIM_TOKEN, account_id: str | None = STANDARD_ACCOUNT, **extra: Any) -> None:
-        monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, account_id, **extra))
-
-    _use()
-    return _use
+    return run_operator(render_with=context, **kwargs)
 
 
 # -- the operator's arguments ------------------------------------------------------------------------------

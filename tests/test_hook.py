@@ -51,17 +51,6 @@ BRIEF_FIELDS = [
 ]
 
 
-@pytest.fixture
-def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch):
-    """Point ``cloudflare_default`` at the simulator with the given credentials and extras."""
-
-    def _use(token: str = SIM_TOKEN, account_id: str | None = STANDARD_ACCOUNT, **kwargs: Any) -> CloudflareBillingHook:
-        monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, account_id, **kwargs))
-        return CloudflareBillingHook()
-
-    return _use
-
-
 def raw_usage(
     sim: Any, account: str, params: dict[str, str] | None = None, route: str = "billable-usage"
 ) -> list[dict[str, Any]]:

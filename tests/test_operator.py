@@ -26,7 +26,8 @@ from typing import Any
 
 import pendulum
 import pytest
-from conftest import REPO_ROOT, connection_uri_json
+from conftest import REPO_ROOT
+from conftest import run_operator as run  # also imported from here by other test modules
 from test_formats import (
     assert_csv_matches,
     assert_jsonl_matches,
@@ -57,28 +58,6 @@ from airflow_provider_cfbilling.utils import storage
 from airflow_provider_cfbilling.utils.reconcile import cost_totals, reconcile
 
 DAGS = Path(__file__).parent / "dags"
-
-
-@pytest.fixture
-def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Point ``cloudflare_default`` at the simulator, with extras (e.g. ``max_retry_wait=0``)."""
-
-    def _use(account_id: str | None = STANDARD_ACCOUNT, **extra: Any) -> None:
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, account_id, **extra)
-        )
-
-    _use()
-    return _use
-
-
-def run(**kwargs: Any) -> Any:
-    """Build the operator as a DAG author would and execute it (outside a DAG run)."""
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    kwargs.setdefault("task_id", "usage")
-    context: Any = kwargs.pop("context", None) or {"outlet_events": OutletEventAccessors()}
-    return CloudflarePaygoUsageOperator(**kwargs).execute(context)
 
 
 def usage_requests(sim: Any) -> list[dict[str, Any]]:

@@ -10,61 +10,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import moto.server as moto_server
 import pyarrow.parquet as pq
 import pytest
-from conftest import EXAMPLE_DAGS, connection_uri_json
+from conftest import BUCKET, EXAMPLE_DAGS, body, connection_uri_json, keys
 from test_formats import assert_csv_matches, assert_parquet_matches, in_window, served
 
 from airflow_provider_cfbilling.exceptions import CloudflareServerError
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import ANCHOR31_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils import storage
-
-BUCKET = "finops-landing"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A fresh bucket and an ``aws`` connection (unique id: Airflow caches a filesystem per connection)."""
-    conn_id = f"aws_moto_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client, conn_id
-    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
 
 
 @pytest.fixture
@@ -73,14 +29,6 @@ def cloudflare(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=0)
     )
     return sim
-
-
-def keys(client: Any) -> list[str]:
-    return sorted(item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []))
-
-
-def body(client: Any, key: str) -> bytes:
-    return bytes(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 def land(conn_id: str, **kwargs: Any) -> Any:

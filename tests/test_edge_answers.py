@@ -1,0 +1,128 @@
+"""Answers the simulator never gives, because Cloudflare does not: what a proxy, a captive portal or a broken
+gateway between the task and the API can send. A loopback HTTP server plays that part (a real server on a
+real socket, as the credential-stripping proxy of the fault matrix); the hook reaches it as its host.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import connection_uri_json
+
+from airflow_provider_cfbilling.exceptions import CloudflareRateLimitError, CloudflareResponseError
+from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
+from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
+
+Answer = tuple[int, dict[str, str], bytes]
+EMPTY_USAGE: Answer = (200, {}, b'{"success": true, "errors": [], "messages": [], "result": []}')
+
+
+class CannedServer:
+    """Answers each request with the next canned answer (the last one once the list is used up)."""
+
+    def __init__(self) -> None:
+        self.answers: list[Answer] = []
+        self.paths: list[str] = []
+        canned = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                canned.paths.append(self.path)
+                status, headers, body = canned.answers.pop(0) if len(canned.answers) > 1 else canned.answers[0]
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/client/v4"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def canned(monkeypatch: pytest.MonkeyPatch) -> Iterator[CannedServer]:
+    server = CannedServer()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDFLARE_DEFAULT",
+        connection_uri_json(server.url, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=5),
+    )
+    yield server
+    server.stop()
+
+
+def both_paths(hook: CloudflareBillingHook, tmp_path: Path) -> list[Any]:
+    """The in-memory call and the spooled one, each as an outcome (the records, or the exception)."""
+    outcomes: list[Any] = []
+    for call in (hook.get_paygo_usage, lambda: list(hook.download_paygo_usage(directory=str(tmp_path)))):
+        try:
+            outcomes.append(call())
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def test_a_proxy_page_with_status_200_is_an_error_never_an_empty_list(canned: CannedServer, tmp_path: Path) -> None:
+    canned.answers = [(200, {"Content-Type": "text/html"}, b"<html><body>Sign in to continue</body></html>")]
+    in_memory, spooled = both_paths(CloudflareBillingHook(), tmp_path)
+    assert isinstance(in_memory, CloudflareResponseError)
+    assert "answered HTTP 200 for account" in str(in_memory)
+    assert "not a Cloudflare JSON envelope" in str(in_memory) and "'<html><body>Sign in" in str(in_memory)
+    assert isinstance(spooled, CloudflareResponseError)
+    assert "not a complete JSON document" in str(spooled) and "a proxy page" in str(spooled)
+    assert list(tmp_path.iterdir()) == []  # the spooled body is removed
+    assert len(canned.paths) == 2  # one request each: a 2xx page is not retried
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [{"result": []}, {"data": [], "status": "ok"}],
+    ids=["result-without-success", "another-apis-json"],
+)
+def test_json_without_success_is_not_taken_for_an_answer(
+    canned: CannedServer, tmp_path: Path, envelope: dict[str, Any]
+) -> None:
+    canned.answers = [(200, {}, json.dumps(envelope).encode())]
+    in_memory, spooled = both_paths(CloudflareBillingHook(), tmp_path)
+    assert isinstance(in_memory, CloudflareResponseError)
+    assert "not a Cloudflare JSON envelope" in str(in_memory)
+    assert isinstance(spooled, CloudflareResponseError)
+    assert f"HTTP 200 for account {STANDARD_ACCOUNT}" in str(spooled)
+    assert "JSON that is not a Cloudflare envelope (no 'success')" in str(spooled)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("header", [{}, {"Retry-After": "soon"}], ids=["no-retry-after", "unreadable-retry-after"])
+def test_a_429_without_a_readable_retry_after_backs_off_and_retries(
+    canned: CannedServer, header: dict[str, str]
+) -> None:
+    limited = b'{"success": false, "errors": [{"code": 971, "message": "Please wait"}], "messages": [], "result": null}'
+    canned.answers = [(429, header, limited), EMPTY_USAGE]
+    assert CloudflareBillingHook().get_paygo_usage() == []
+    assert len(canned.paths) == 2  # retried once, after the backoff, and then answered
+
+
+@pytest.mark.parametrize("header", [{}, {"Retry-After": "soon"}], ids=["no-retry-after", "unreadable-retry-after"])
+def test_a_429_without_a_readable_retry_after_reports_no_wait(canned: CannedServer, header: dict[str, str]) -> None:
+    limited = b'{"success": false, "errors": [{"code": 971, "message": "Please wait"}], "messages": [], "result": null}'
+    canned.answers = [(429, header, limited)]
+    with pytest.raises(CloudflareRateLimitError) as failure:
+        CloudflareBillingHook(max_retry_wait=0).get_paygo_usage()
+    assert failure.value.retry_after == 0.0
+    assert "Cloudflare asked to wait 0 s" in str(failure.value)
+    assert len(canned.paths) == 1
