@@ -1,6 +1,9 @@
-"""Answers the simulator never gives, because Cloudflare does not: what a proxy, a captive portal or a broken
-gateway between the task and the API can send. A loopback HTTP server plays that part (a real server on a
-real socket, as the credential-stripping proxy of the fault matrix); the hook reaches it as its host.
+"""Unusual answers and the paths only they reach.
+
+First, answers the simulator never gives, because Cloudflare does not: what a proxy, a captive portal or a
+broken gateway between the task and the API can send. A loopback HTTP server plays that part (a real server
+on a real socket, as the credential-stripping proxy of the fault matrix); the hook reaches it as its host.
+Then answers the simulator does give (its ``canned_result`` and route faults) that no other test sent.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pendulum
 import pytest
-from conftest import connection_uri_json
+from conftest import connection_uri_json, fetch_answer, run_operator
 
 from airflow_provider_cfbilling.exceptions import CloudflareRateLimitError, CloudflareResponseError
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
-from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.testing.simulator import EMPTY_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 
 Answer = tuple[int, dict[str, str], bytes]
 EMPTY_USAGE: Answer = (200, {}, b'{"success": true, "errors": [], "messages": [], "result": []}')
@@ -126,3 +130,91 @@ def test_a_429_without_a_readable_retry_after_reports_no_wait(canned: CannedServ
     assert failure.value.retry_after == 0.0
     assert "Cloudflare asked to wait 0 s" in str(failure.value)
     assert len(canned.paths) == 1
+
+
+# -- answers the simulator gives on request --------------------------------------------------------------
+
+
+def served_with(sim: Any, column: str, value: Any) -> list[dict[str, Any]]:
+    """The simulator's own current-period records, the last one's ``column`` replaced by ``value``."""
+    records = json.loads(fetch_answer(sim, STANDARD_ACCOUNT))["result"]
+    records[-1] = {**records[-1], column: value}
+    return records
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("ServiceName", 7, "whose ServiceName holds 7, not a string"),
+        ("ChargePeriodStart", 20251020, "whose ChargePeriodStart holds 20251020, not an ISO 8601 date-time string"),
+        (
+            "BillingPeriodStart",
+            "October 2025",
+            "whose BillingPeriodStart holds 'October 2025', not an ISO 8601 date-time with a UTC offset",
+        ),
+        ("ContractedCost", True, "whose ContractedCost holds True, not a number"),
+        ("ContractedCost", {"amount": "1.5"}, "whose ContractedCost holds {'amount': "),
+        ("CumulatedPricingQuantity", 1.5, "whose CumulatedPricingQuantity holds "),
+    ],
+)
+def test_a_record_with_a_wrongly_typed_required_column_stops_the_run(
+    sim: Any, use_conn: Any, tmp_path: Path, column: str, value: Any, problem: str
+) -> None:
+    records = served_with(sim, column, value)
+    sim.add_fault("canned_result", routes=["billable-usage"], result=records)
+    for destination in (None, (tmp_path / "usage.jsonl").as_uri()):
+        with pytest.raises(CloudflareResponseError) as failure:
+            run_operator(destination=destination)
+        message = str(failure.value)
+        assert problem in message, message
+        assert f"(row {len(records)}:" in message  # the last record: the rows before it were accepted
+    assert list(tmp_path.iterdir()) == []  # nothing landed, no staged file left
+
+
+def test_an_integer_column_holding_a_fraction_is_named(sim: Any, use_conn: Any) -> None:
+    sim.add_fault("canned_result", routes=["billable-usage"], result=served_with(sim, "PricingQuantity", 2.5))
+    with pytest.raises(CloudflareResponseError, match=r"whose PricingQuantity holds Decimal\('2.5'\), not an integer"):
+        run_operator()
+
+
+def test_usage_items_that_are_not_records_are_refused_on_both_paths(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    records: list[Any] = json.loads(fetch_answer(sim, STANDARD_ACCOUNT))["result"]
+    sim.add_fault("canned_result", routes=["billable-usage"], result=[*records, 42])
+    with pytest.raises(CloudflareResponseError, match="'result' of type array, not a list of records"):
+        run_operator()
+    with pytest.raises(CloudflareResponseError, match="list with a number item"):
+        list(use_conn().download_paygo_usage(directory=str(tmp_path)))
+
+
+@pytest.mark.parametrize("info", [[], "covered", None], ids=["list", "string", "null"])
+def test_billing_info_that_is_not_an_object_is_an_error(sim: Any, use_conn: Any, info: Any) -> None:
+    sim.add_fault("canned_result", routes=["billable-usage/info"], result=info)
+    with pytest.raises(CloudflareResponseError, match="not an object with 'covered' and 'subscriptions'"):
+        use_conn().get_billing_info()
+
+
+def test_test_connection_falls_back_to_the_usage_call_without_the_info_endpoint(sim: Any, use_conn: Any) -> None:
+    sim.add_fault("info_unavailable")
+    records = json.loads(fetch_answer(sim, STANDARD_ACCOUNT))["result"]
+    ok, message = use_conn().test_connection()
+    assert ok is True
+    assert f"{len(records)} usage record(s) this period" in message
+
+
+def test_billing_period_placeholder_for_an_empty_current_period_is_the_accounts_period(
+    sim: Any, use_conn: Any, tmp_path: Path
+) -> None:
+    """No usage yet: "now" is placed in the account's billing cycle (its anchor is on the 5th of a month)."""
+
+    def period_start_now() -> str:
+        today = pendulum.now("UTC").date()
+        start = today.replace(day=5) if today.day >= 5 else today.subtract(months=1).replace(day=5)
+        return start.isoformat()
+
+    before = period_start_now()
+    manifest = run_operator(account_id=EMPTY_ACCOUNT, destination=tmp_path.as_uri() + "/{billing_period}.jsonl")
+    after = period_start_now()  # a run across midnight of the 5th may see either
+    assert manifest["rows"] == 0
+    landed = [p.name for p in tmp_path.iterdir()]
+    assert landed in ([f"{before}.jsonl"], [f"{after}.jsonl"])
+    assert manifest["uri"] == (tmp_path / landed[0]).as_uri()

@@ -175,6 +175,20 @@ def test_without_a_target_the_run_s_data_interval_start_places_the_period(
     assert result.xcom("wait") == NOVEMBER
 
 
+def test_a_run_without_a_logical_date_places_the_period_by_its_run_after(
+    sim: Any, dag_env: Any, dag_runner: Any
+) -> None:
+    """Airflow 3 runs without a logical date (e.g. a manual trigger of an unscheduled DAG) still have run_after."""
+    sim.set_today(dt.date(2025, 12, 20))
+    dag_env("poke", target=None)
+
+    result = dag_runner(
+        DAG_FILE, "sensor_monthly_close", logical_date=None, run_after=pendulum.datetime(2025, 11, 20, tz="UTC")
+    )
+
+    assert result.xcom("wait") == NOVEMBER
+
+
 def test_the_target_is_templated(sim: Any, dag_env: Any, dag_runner: Any) -> None:
     sim.set_today(dt.date(2025, 12, 20))
     dag_env("poke", target="{{ macros.ds_add(ds, -30) }}")
