@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import uuid
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -134,8 +135,11 @@ def test_cloudflare_r2_recipe_an_aws_connection_with_r2s_endpoint_and_region_aut
     ``endpoint_url`` (``https://<account id>.r2.cloudflarestorage.com``) and ``region_name`` ``auto``. moto's
     server stands in for R2's endpoint."""
     client, _ = s3
+    # A unique id, as the s3 fixture's: Airflow caches a filesystem per connection id for the whole process, so
+    # a fixed id would reach another test module's (stopped) server when the tests share a process.
+    conn_id = f"cloudflare_r2_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(
-        "AIRFLOW_CONN_CLOUDFLARE_R2",
+        f"AIRFLOW_CONN_{conn_id.upper()}",
         json.dumps(
             {
                 "conn_type": "aws",
@@ -145,7 +149,7 @@ def test_cloudflare_r2_recipe_an_aws_connection_with_r2s_endpoint_and_region_aut
             }
         ),
     )
-    manifest = land("cloudflare_r2", destination=f"s3://{BUCKET}/r2/billing_period={{billing_period}}/usage.jsonl")
+    manifest = land(conn_id, destination=f"s3://{BUCKET}/r2/billing_period={{billing_period}}/usage.jsonl")
     key = "r2/billing_period=2025-09-14/usage.jsonl"
     assert keys(client) == [key]
     assert manifest["uri"] == f"s3://{BUCKET}/{key}" and manifest["rows"] == len(body(client, key).splitlines()) > 0
