@@ -147,31 +147,7 @@ def test_subscription_id_picks_the_billing_cycle(sim: Any, use_conn: Any) -> Non
     assert usage_requests(sim)[-1]["query"] == {"from": "2025-10-20", "to": "2025-11-20"}
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"from_": "2025-10-01"}, "Only from_ was given"),
-        ({"to": "2025-10-01"}, "Only to was given"),
-        ({"from_": "2025-10-01", "to": "2025-10-01"}, "is empty: to is exclusive"),
-        ({"from_": "2025-10-05", "to": "2025-10-01"}, "is empty"),
-        ({"billing_period_of": "2025-10-01", "from_": "2025-10-01", "to": "2025-11-01"}, "not both"),
-        ({"billing_period_of": ""}, "empty string"),
-        ({"from_": "", "to": "2025-10-01"}, "empty string"),
-        ({"from_": "2025-10-01T00:00:00", "to": "2025-11-01"}, "naive"),
-        ({"from_": "last monday", "to": "2025-11-01"}, "not an ISO 8601 date"),
-        ({"account_id": ""}, "empty"),
-        ({"account_id": "not-an-account"}, "32 hexadecimal"),
-        ({"destination": ""}, "not a location"),
-        ({"destination": "usage/out.jsonl"}, "relative local path"),
-        ({"file_format": "csv"}, "only applies to a destination"),
-        ({"destination": "file:///tmp/x/usage.xlsx", "file_format": "xlsx"}, "not supported"),
-        ({"destination": "file:///tmp/x/usage.parquet", "file_format": "csv"}, "contradicts"),
-    ],
-)
-def test_bad_inputs_fail_before_any_request(sim: Any, use_conn: Any, kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(CloudflareBillingInputError, match=message):
-        run(**kwargs)
-    assert sim.request_count() == 0
+# The operator's bad inputs (refused before any request) are tested in test_bad_input.py, with every entry point's.
 
 
 def test_a_result_too_large_for_xcom_points_to_destination(sim: Any, use_conn: Any) -> None:
