@@ -34,9 +34,8 @@ def main() -> None:
         module = str(meta.relative_to(root)).removesuffix(".py.meta").replace("/", ".")
         rows.append((module, len(codes), counts, seconds))
         survivors += sorted(key for key, code in codes.items() if code == 0)
-    header = f"{'module':52} {'mutants':>7} {'killed':>6} {'surv.':>5} {'t/o':>4} {'no t.':>5} {'unrun':>5} {'score':>6} {'time':>7}"
-    print(header)
-    total: Counter[str] = Counter()
+    print(f"{'module':52} {'mutants':>7} {'killed':>6} {'surv.':>5} {'t/o':>4} {'no t.':>5} {'unrun':>5}", end="")
+    print(f" {'score':>6} {'time':>7}")
     for module, n, counts, seconds in rows:
         run = counts["killed"] + counts["survived"] + counts["timeout"]
         score = f"{100 * (counts['killed'] + counts['timeout']) / run:.1f}%" if run else "-"
@@ -44,7 +43,6 @@ def main() -> None:
             f"{module:52} {n:7} {counts['killed']:6} {counts['survived']:5} {counts['timeout']:4} "
             f"{counts['no tests']:5} {counts['not run']:5} {score:>6} {seconds:6.0f}s"
         )
-        total.update(counts)
     if show_survivors:
         print()
         print("\n".join(survivors))

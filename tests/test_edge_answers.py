@@ -19,7 +19,7 @@ import pendulum
 import pytest
 from conftest import connection_uri_json, fetch_answer, run_operator
 
-from airflow_provider_cfbilling.exceptions import CloudflareRateLimitError, CloudflareResponseError
+from airflow_provider_cfbilling.exceptions import CloudflareAPIError, CloudflareRateLimitError, CloudflareResponseError
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.testing.simulator import EMPTY_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 
@@ -218,3 +218,24 @@ def test_billing_period_placeholder_for_an_empty_current_period_is_the_accounts_
     landed = [p.name for p in tmp_path.iterdir()]
     assert landed in ([f"{before}.jsonl"], [f"{after}.jsonl"])
     assert manifest["uri"] == (tmp_path / landed[0]).as_uri()
+
+
+def test_a_spooled_success_false_names_the_apis_errors_as_the_in_memory_call_does(
+    sim: Any, use_conn: Any, tmp_path: Path
+) -> None:
+    sim.add_fault("success_false", code=1234, message="Usage is being recomputed")
+    hook = use_conn(max_retry_wait=0)
+    in_memory, spooled = both_paths(hook, tmp_path)
+    assert isinstance(in_memory, CloudflareAPIError) and isinstance(spooled, CloudflareAPIError)
+    assert spooled.errors == in_memory.errors == [{"code": 1234, "message": "Usage is being recomputed"}]
+    assert str(spooled) == str(in_memory)
+    assert "1234: Usage is being recomputed" in str(spooled)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_spooled_records_can_be_closed_twice(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    records = use_conn().download_paygo_usage(directory=str(tmp_path))
+    assert len(list(tmp_path.iterdir())) == 1
+    records.close()
+    records.close()  # e.g. a with-block after an explicit close: the file is gone, nothing to do
+    assert list(tmp_path.iterdir()) == []
