@@ -157,41 +157,8 @@ def test_bad_input_is_rejected_before_any_request(sim, cloudflare_conn, kwargs, 
     assert sim.request_count() == 0
 
 
-def test_connection_without_credentials(sim, use_conn):
-    hook = use_conn(token="")
-    with pytest.raises(CloudflareBillingInputError, match=r"^Connection 'cloudflare_default' has no credentials"):
-        hook.get_paygo_usage()
-    assert sim.request_count() == 0
-
-
-def test_connection_with_malformed_account_id(sim, use_conn):
-    hook = use_conn(account_id="not-an-account")
-    with pytest.raises(CloudflareBillingInputError, match="connection 'cloudflare_default' extra 'account_id'"):
-        hook.get_paygo_usage()
-    assert sim.request_count() == 0
-
-
-def test_connection_without_account_id(sim, use_conn):
-    with pytest.raises(CloudflareBillingInputError, match="No Cloudflare account id"):
-        use_conn(account_id=None).get_paygo_usage()
-
-
-def test_plain_http_is_refused_unless_loopback_or_allowed(monkeypatch):
-    conn = connection_uri_json("http://billing-proxy.internal/client/v4", SIM_TOKEN, STANDARD_ACCOUNT)
-    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", conn)
-    with pytest.raises(CloudflareBillingInputError, match="plain http"):
-        CloudflareBillingHook().get_paygo_usage()
-    allowed = connection_uri_json(
-        "http://billing-proxy.internal/client/v4", SIM_TOKEN, STANDARD_ACCOUNT, allow_insecure_http=True
-    )
-    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", allowed)
-    assert CloudflareBillingHook().settings.base_url == "http://billing-proxy.internal/client/v4"
-
-
-def test_missing_connection_is_a_clear_error(monkeypatch):
-    monkeypatch.delenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", raising=False)
-    with pytest.raises(Exception, match="cloudflare_missing"):
-        CloudflareBillingHook("cloudflare_missing").get_paygo_usage()
+# The connection's bad settings (no credentials, a malformed account id, plain http, a missing connection) are
+# tested in test_bad_input.py, with every entry point's bad input.
 
 
 # -- path moves ----------------------------------------------------------------------------------

@@ -433,21 +433,7 @@ def test_an_account_without_usage_closes_on_the_clock(
 # -- inputs and errors ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"target": "next tuesday"}, "target='next tuesday' is not an ISO 8601 date"),
-        ({"target": "2025-11-20T10:00:00"}, "naive datetime"),
-        ({"account_id": "not-an-account"}, "Invalid Cloudflare account id 'not-an-account'"),
-    ],
-)
-def test_bad_inputs_are_refused_before_any_request(
-    sim: Any, cloudflare_conn: str, kwargs: dict[str, Any], message: str
-) -> None:
-    sensor = CloudflareBillingPeriodSensor(task_id="wait", **{"target": "2025-11-20", **kwargs})
-    with pytest.raises(CloudflareBillingInputError, match=message):
-        sensor.execute({})
-    assert sim.requests == []
+# The sensor's other bad inputs (refused before any request) are tested in test_bad_input.py.
 
 
 @pytest.mark.parametrize("settle", [dt.timedelta(hours=-1), 3600])
