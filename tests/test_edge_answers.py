@@ -9,6 +9,7 @@ Then answers the simulator does give (its ``canned_result`` and route faults) th
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,6 +82,17 @@ def both_paths(hook: CloudflareBillingHook, tmp_path: Path) -> list[Any]:
     return outcomes
 
 
+def assert_not_complete(error: Exception) -> None:
+    """The spooled path's message for a body that is not one complete JSON document, with the parser's reason."""
+    found = re.fullmatch(
+        r"Cloudflare's answer is not a complete JSON document \((.+)\): a proxy page or a cut-off body\. "
+        r"Nothing was used; retry later\.",
+        str(error),
+    )
+    assert found, str(error)
+    assert found.group(1) != "None"  # the parser's own words
+
+
 def test_a_proxy_page_with_status_200_is_an_error_never_an_empty_list(canned: CannedServer, tmp_path: Path) -> None:
     canned.answers = [(200, {"Content-Type": "text/html"}, b"<html><body>Sign in to continue</body></html>")]
     in_memory, spooled = both_paths(CloudflareBillingHook(), tmp_path)
@@ -88,9 +100,20 @@ def test_a_proxy_page_with_status_200_is_an_error_never_an_empty_list(canned: Ca
     assert "answered HTTP 200 for account" in str(in_memory)
     assert "not a Cloudflare JSON envelope" in str(in_memory) and "'<html><body>Sign in" in str(in_memory)
     assert isinstance(spooled, CloudflareResponseError)
-    assert "not a complete JSON document" in str(spooled) and "a proxy page" in str(spooled)
+    assert_not_complete(spooled)
     assert list(tmp_path.iterdir()) == []  # the spooled body is removed
     assert len(canned.paths) == 2  # one request each: a 2xx page is not retried
+
+
+def test_a_failure_cut_off_after_its_head_is_not_complete(canned: CannedServer, tmp_path: Path) -> None:
+    """success: false and result first, then the errors cut off: the failure's own scan finds the cut."""
+    canned.answers = [(200, {}, b'{"success": false, "result": null, "errors": [{"code": 10')]
+    records = None
+    with pytest.raises(CloudflareResponseError) as failure:
+        records = CloudflareBillingHook().download_paygo_usage(directory=str(tmp_path))
+    assert records is None
+    assert_not_complete(failure.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -177,12 +200,18 @@ def test_an_integer_column_holding_a_fraction_is_named(sim: Any, use_conn: Any) 
         run_operator()
 
 
-def test_usage_items_that_are_not_records_are_refused_on_both_paths(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("item", "kind"),
+    [(42, "number"), (1.5, "number"), (None, "null"), (True, "boolean"), ("x", "string"), ([1], "array")],
+)
+def test_usage_items_that_are_not_records_are_refused_on_both_paths(
+    sim: Any, use_conn: Any, tmp_path: Path, item: Any, kind: str
+) -> None:
     records: list[Any] = json.loads(fetch_answer(sim, STANDARD_ACCOUNT))["result"]
-    sim.add_fault("canned_result", routes=["billable-usage"], result=[*records, 42])
+    sim.add_fault("canned_result", routes=["billable-usage"], result=[*records, item])
     with pytest.raises(CloudflareResponseError, match="'result' of type array, not a list of records"):
         run_operator()
-    with pytest.raises(CloudflareResponseError, match="list with a number item"):
+    with pytest.raises(CloudflareResponseError, match=f"'result' of type list with a {kind} item, not a list"):
         list(use_conn().download_paygo_usage(directory=str(tmp_path)))
 
 

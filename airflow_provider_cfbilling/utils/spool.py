@@ -46,8 +46,8 @@ def scan_envelope(fileobj: IO[bytes]) -> SpooledEnvelope:
     fileobj.seek(0)
     try:
         for prefix, event, value in ijson.parse(fileobj):
-            if prefix == "success" and event not in ("start_map", "start_array"):
-                envelope.success = value
+            if prefix == "success":
+                envelope.success = value  # a container's last event (its end) leaves None: not a flag
             elif prefix == "errors" or prefix.startswith("errors."):
                 if errors_builder is None:
                     errors_builder = ijson.ObjectBuilder()
