@@ -12,6 +12,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,15 @@ def test_spooled_records_can_be_closed_twice(sim: Any, use_conn: Any, tmp_path: 
     records.close()
     records.close()  # e.g. a with-block after an explicit close: the file is gone, nothing to do
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_envelope_with_result_before_success_is_read_on_both_paths(
+    sim: Any, canned: CannedServer, tmp_path: Path
+) -> None:
+    """JSON objects are unordered: a gateway that re-serialises the answer may put ``result`` first."""
+    served = json.loads(fetch_answer(sim, STANDARD_ACCOUNT))
+    reordered = {"result": served["result"], "result_info": {}, "messages": [], "errors": [], "success": True}
+    canned.answers = [(200, {}, json.dumps(reordered).encode())]
+    in_memory, spooled = both_paths(CloudflareBillingHook(), tmp_path)
+    expected = json.loads(fetch_answer(sim, STANDARD_ACCOUNT), parse_float=Decimal)["result"]
+    assert in_memory == spooled == expected
