@@ -8,6 +8,7 @@ Then answers the simulator does give (its ``canned_result`` and route faults) th
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -281,3 +282,46 @@ def test_an_envelope_with_result_before_success_is_read_on_both_paths(
     in_memory, spooled = both_paths(CloudflareBillingHook(), tmp_path)
     expected = json.loads(fetch_answer(sim, STANDARD_ACCOUNT), parse_float=Decimal)["result"]
     assert in_memory == spooled == expected
+
+
+def test_a_failure_with_a_null_result_before_success_names_the_apis_errors(
+    canned: CannedServer, tmp_path: Path
+) -> None:
+    body = {"result": None, "success": False, "errors": [{"code": 1000, "message": "Try again"}], "messages": []}
+    canned.answers = [(200, {}, json.dumps(body).encode())]
+    in_memory, spooled = both_paths(CloudflareBillingHook(max_retry_wait=0), tmp_path)
+    assert isinstance(spooled, CloudflareAPIError) and isinstance(in_memory, CloudflareAPIError)
+    assert spooled.errors == in_memory.errors == body["errors"]
+    assert str(spooled) == str(in_memory)
+
+
+class CountingReader(io.RawIOBase):
+    """A file that counts the bytes it hands out."""
+
+    def __init__(self, data: bytes) -> None:
+        self._file = io.BytesIO(data)
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._file.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        self.bytes_read += len(chunk)
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+
+def test_the_head_scan_reads_only_the_head_when_success_comes_first(sim: Any) -> None:
+    """What the spooled path promises for a large answer: its envelope checked without reading it through."""
+    from airflow_provider_cfbilling.utils.spool import scan_head
+
+    record = json.loads(fetch_answer(sim, STANDARD_ACCOUNT))["result"][0]
+    data = json.dumps({"success": True, "errors": [], "messages": [], "result": [record] * 20_000}).encode()
+    reader = CountingReader(data)
+    envelope = scan_head(reader)  # type: ignore[arg-type]
+    assert (envelope.success, envelope.result_kind) == (True, "array")
+    assert reader.bytes_read < len(data) // 20  # the head: ijson's first buffers, not the 20,000 records
