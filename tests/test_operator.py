@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT
 from conftest import run_operator as run  # also imported from here by other test modules
@@ -292,6 +293,26 @@ def test_month_to_date_overwrites_one_object_per_period(sim: Any, use_conn: Any,
         "billing_period=2025-11-14",
         "billing_period=2025-12-14",
     ]
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_billing_period_placeholder_with_a_date_window_lands_exactly_the_windows_rows(
+    sim: Any, use_conn: Any, tmp_path: Path, file_format: str
+) -> None:
+    """The period is learnt in a first pass over the answer; the second writes only the window's rows, with the
+    columns of those rows."""
+    manifest = run(
+        from_="2025-10-14", to="2025-10-20", destination=tmp_path.as_uri() + "/{billing_period}." + file_format
+    )
+    landed = tmp_path / f"2025-10-14.{file_format}"
+    assert manifest["uri"] == landed.as_uri()
+    _, exact = served(sim, STANDARD_ACCOUNT, **{"from": "2025-10-14", "to": "2025-11-14"})
+    expected = in_window(exact, "2025-10-14", "2025-10-20")  # the API also sends the end day: not kept
+    assert manifest["rows"] == len(expected) > 0
+    if file_format == "csv":
+        assert_csv_matches(landed.read_bytes(), expected)
+    else:
+        assert_parquet_matches(pq.read_table(landed), expected)
 
 
 def test_billing_period_placeholder_refuses_a_window_spanning_periods(sim: Any, use_conn: Any, tmp_path: Path) -> None:
