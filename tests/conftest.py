@@ -122,6 +122,41 @@ def cloudflare_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     return "cloudflare_default"
 
 
+@pytest.fixture
+def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``cloudflare_default`` pointing at the simulator (as ``cloudflare_conn``), and a function to change it.
+
+    ``use_conn(token=..., account_id=..., login=..., **extra)`` re-points the connection with other
+    credentials or extras (e.g. ``max_retry_wait=0``) and returns a hook on it.
+    """
+    from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
+    from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
+
+    def _use(token: str = SIM_TOKEN, account_id: str | None = STANDARD_ACCOUNT, **extra: Any) -> Any:
+        monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, account_id, **extra))
+        return CloudflareBillingHook()
+
+    _use()
+    return _use
+
+
+def run_operator(*, render_with: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Build the operator as a DAG author would (``task_id`` "usage" unless given) and execute it outside a
+    DAG run. ``context`` is the execution context (default: outlet events only); with ``render_with``, the
+    templates are first rendered against that context, as the task runner does.
+    """
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
+
+    kwargs.setdefault("task_id", "usage")
+    context: Any = kwargs.pop("context", None) or {"outlet_events": OutletEventAccessors()}
+    operator = CloudflarePaygoUsageOperator(**kwargs)
+    if render_with is not None:
+        operator.render_template_fields(render_with)  # type: ignore[arg-type]
+    return operator.execute(context)
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated sqlite metadata DB in the session's Airflow home (about 5 s, once)."""
@@ -183,3 +218,63 @@ def run_dag(dag_file: Path, dag_id: str, **test_kwargs: Any) -> DagRunResult:
 def dag_runner(airflow_db: Path) -> Any:
     """``run_dag`` with the metadata DB ready."""
     return run_dag
+
+
+# -- S3: moto's server on loopback -----------------------------------------------------------------------
+
+BUCKET = "finops-landing"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server on loopback (moto's server mode), one per test module."""
+    import moto.server as moto_server
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    """A fresh bucket and an ``aws`` connection (unique id: Airflow caches a filesystem per connection)."""
+    import uuid
+
+    import boto3
+
+    conn_id = f"aws_moto_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=BUCKET)
+    yield client, conn_id
+    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    client.delete_bucket(Bucket=BUCKET)
+
+
+def keys(client: Any) -> list[str]:
+    """The bucket's keys, sorted."""
+    return sorted(item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+def body(client: Any, key: str) -> bytes:
+    """An object's bytes, read back with boto3."""
+    return bytes(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())

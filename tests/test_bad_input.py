@@ -18,10 +18,10 @@ from typing import Any
 import pendulum
 import pytest
 from airflow.exceptions import AirflowException
-from conftest import connection_uri_json
+from conftest import run_operator
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingInputError
-from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
+from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.sensors.billing import CloudflareBillingPeriodSensor
 from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
 
@@ -30,29 +30,19 @@ FILE = "file://{tmp}/usage.jsonl"  # {tmp}: the test's own directory, filled in 
 NAIVE = r"naive datetime \(no time zone\)\. It is refused, not read as UTC or as the worker's local time"
 
 
+# A message about the connection opens with its name, capitalised.
+CONN = r"^Connection 'cloudflare_default' "
+
+
 def run(context: dict[str, Any] | None = None, tmp: Path | None = None, **kwargs: Any) -> Any:
     """Build the operator, render its templates against ``context`` (as the task runner does), execute it.
 
     ``{tmp}`` in a string argument becomes ``tmp``: should a check ever let a bad destination through, the
     file lands in the test's own directory.
     """
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
     if tmp is not None:
         kwargs = {k: v.replace("{tmp}", str(tmp)) if isinstance(v, str) else v for k, v in kwargs.items()}
-    operator = CloudflarePaygoUsageOperator(task_id="usage", **kwargs)
-    if context is not None:
-        operator.render_template_fields(context)  # type: ignore[arg-type]
-    return operator.execute({"outlet_events": OutletEventAccessors()})  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    def _use(token: str = SIM_TOKEN, account_id: str | None = STANDARD_ACCOUNT, **extra: Any) -> None:
-        monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, account_id, **extra))
-
-    _use()
-    return _use
+    return run_operator(render_with=context, **kwargs)
 
 
 # -- the operator's arguments ------------------------------------------------------------------------------
@@ -198,31 +188,45 @@ def test_templates_that_render_to_nothing_fail_a_real_dag_run_before_any_request
 @pytest.mark.parametrize(
     ("connection", "message"),
     [
-        ({"password": ""}, r"connection 'cloudflare_default' has no credentials: put a Cloudflare API token"),
+        ({"password": ""}, CONN + r"has no credentials: put a Cloudflare API token"),
         ({"password": "   "}, r"has no credentials"),
         ({"extra": {"account_id": "not-an-account"}}, r"from connection 'cloudflare_default' extra 'account_id'"),
         ({"extra": {}}, r"No Cloudflare account id: .* Pass account_id=\.\.\. or set the 'account_id' extra"),
-        ({"host": "api.cloudflare.com"}, r"host 'api.cloudflare.com' is not an API base URL: use a full URL"),
+        (
+            {"host": "api.cloudflare.com"},
+            CONN + r"host 'api.cloudflare.com' is not an API base URL: use a full URL",
+        ),
         ({"host": "ftp://api.cloudflare.com/client/v4"}, r"is not an API base URL"),
         (
             {"host": "http://billing-proxy.internal/client/v4"},
-            r"uses plain http: the API token would travel unencrypted",
+            CONN + r"host .* uses plain http: the API token would travel unencrypted",
         ),
         (
             {"extra": {"account_id": STANDARD_ACCOUNT, "timeout": "soon"}},
-            r"extra 'timeout' \(the form's 'Request timeout \(seconds\)' field\) is 'soon': it must be a",
+            CONN + r"extra 'timeout' \(the form's 'Request timeout \(seconds\)' field\) is 'soon': it must be a",
         ),
         ({"extra": {"account_id": STANDARD_ACCOUNT, "timeout": 0}}, r"extra 'timeout' .* is 0: it must be a positive"),
         ({"extra": {"account_id": STANDARD_ACCOUNT, "max_retry_wait": -1}}, r"extra 'max_retry_wait' .* is -1"),
-        ({"extra": {"account_id": STANDARD_ACCOUNT, "usage_path": "/billing"}}, r"must be a path .*'\{account_id\}'"),
-        ({"extra": {"account_id": STANDARD_ACCOUNT, "allow_insecure_http": "maybe"}}, r"use true or false"),
+        (
+            {"extra": {"account_id": STANDARD_ACCOUNT, "usage_path": "/billing"}},
+            CONN + r"extra 'usage_path' is '/billing': it must be a path .*'\{account_id\}'",
+        ),
+        (
+            {"extra": {"account_id": STANDARD_ACCOUNT, "allow_insecure_http": "maybe"}},
+            CONN + r"extra 'allow_insecure_http' .* use true or false",
+        ),
         (
             {"extra": {"account_id": STANDARD_ACCOUNT, "concurrent_tasks": 0}},
-            r"extra 'concurrent_tasks' \(the form's 'Concurrent tasks' field\) is 0: it must be a whole number of "
+            CONN
+            + r"extra 'concurrent_tasks' \(the form's 'Concurrent tasks' field\) is 0: it must be a whole number of "
             r"tasks, 1 or more: the slots of the Airflow pool",
         ),
         ({"extra": {"account_id": STANDARD_ACCOUNT, "concurrent_tasks": 2.5}}, r"'concurrent_tasks' .* is 2\.5"),
         ({"extra": {"account_id": STANDARD_ACCOUNT, "concurrent_tasks": True}}, r"'concurrent_tasks' .* is True"),
+        (
+            {"extra": {"account_id": STANDARD_ACCOUNT, "verify": "/no/such/ca-bundle.pem"}},
+            CONN + r"extra 'verify' .* is '/no/such/ca-bundle.pem': use true \(the default\)",
+        ),
     ],
 )
 def test_a_bad_connection_is_refused_before_any_request(
@@ -238,6 +242,13 @@ def test_a_bad_connection_is_refused_before_any_request(
     with pytest.raises(CloudflareBillingInputError) as failure:
         run()
     assert re.search(message, str(failure.value)), str(failure.value)
+    assert sim.requests == []
+
+
+def test_a_bad_hook_argument_is_named_at_the_start_of_the_message(sim: Any, cloudflare_conn: Any) -> None:
+    hook = CloudflareBillingHook(timeout=-1)
+    with pytest.raises(CloudflareBillingInputError, match=r"^The hook's timeout argument is -1: it must be a positive"):
+        hook.get_paygo_usage()
     assert sim.requests == []
 
 

@@ -28,18 +28,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT, airflow_env, connection_uri_json
-from test_operator_s3 import BUCKET, body, keys, s3, s3_endpoint  # noqa: F401 (fixtures)
+from conftest import BUCKET, REPO_ROOT, airflow_env, body, keys
+from conftest import run_operator as run
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingError
-from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
-from airflow_provider_cfbilling.testing.simulator import FOCUS_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.testing.simulator import FOCUS_ACCOUNT, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils import storage
 from airflow_provider_cfbilling.utils.formats import FILE_FORMATS, write_records
-
-
-def run(**kwargs: Any) -> Any:
-    return CloudflarePaygoUsageOperator(task_id="usage", **kwargs).execute({})  # type: ignore[arg-type]
 
 
 def expected_bytes(account: str, file_format: str) -> bytes:
@@ -63,10 +58,9 @@ def assert_valid(data: bytes, file_format: str, rows: int) -> None:
 
 
 @pytest.fixture
-def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=0)
-    )
+def use_conn(use_conn: Any) -> None:
+    """Conftest's connection, failing fast (no retries)."""
+    use_conn(max_retry_wait=0)
 
 
 # -- two writers, one destination ------------------------------------------------------------------------
@@ -165,7 +159,7 @@ def test_two_worker_processes_writing_one_destination_leave_one_complete_object(
 def test_two_runs_writing_one_s3_key_leave_one_complete_object(
     sim: Any,
     use_conn: None,
-    s3: Any,  # noqa: F811 (the fixture)
+    s3: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, conn_id = s3
@@ -296,7 +290,7 @@ def test_a_task_process_killed_mid_write_leaves_the_previous_object_in_every_for
 def test_a_task_process_killed_mid_write_never_reaches_s3(
     sim: Any,
     use_conn: None,
-    s3: Any,  # noqa: F811 (the fixture)
+    s3: Any,
     tmp_path: Path,
 ) -> None:
     client, conn_id = s3

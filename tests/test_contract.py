@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 import pytest
 import requests
+from conftest import run_operator
 
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
-from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.sensors.billing import CloudflareBillingPeriodSensor
 from airflow_provider_cfbilling.testing.simulator import (
     ACCOUNTS,
@@ -207,12 +207,6 @@ def schema_example(record: str) -> dict[str, Any]:
 
 def exact(response: requests.Response) -> Any:
     return json.loads(response.content, parse_float=Decimal)["result"]
-
-
-def run_operator(**kwargs: Any) -> Any:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    return CloudflarePaygoUsageOperator(task_id="usage", **kwargs).execute({"outlet_events": OutletEventAccessors()})
 
 
 EXAMPLE_RECORD = schema_example("paygo_usage_record")

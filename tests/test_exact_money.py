@@ -22,12 +22,12 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from conftest import fetch_answer
+from conftest import run_operator as run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_cfbilling.exceptions import CloudflareResponseError
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
-from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils import formats
 from airflow_provider_cfbilling.utils.formats import write_records, xcom_records
@@ -47,12 +47,6 @@ def literal_json(text: str | bytes) -> Any:
 def served_literals(sim: Any, account: str = STANDARD_ACCOUNT, **query: str) -> list[dict[str, Any]]:
     """The simulator's records, every number as its literal text (fetched without the hook)."""
     return literal_json(fetch_answer(sim, account, **query))["result"]
-
-
-def run(**kwargs: Any) -> Any:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    return CloudflarePaygoUsageOperator(task_id="usage", **kwargs).execute({"outlet_events": OutletEventAccessors()})
 
 
 def exact_sum(records: list[dict[str, Any]], column: str) -> Decimal:

@@ -39,8 +39,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import connection_uri_json
-from test_operator_s3 import BUCKET, body, keys, s3, s3_endpoint  # noqa: F401 (fixtures)
+from conftest import BUCKET, body, connection_uri_json, keys, run_operator
 
 from airflow_provider_cfbilling.exceptions import (
     CloudflareAPIError,
@@ -53,7 +52,6 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareRouteNotFoundError,
     CloudflareServerError,
 )
-from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import (
     EMPTY_ACCOUNT,
     SIM_TOKEN,
@@ -231,13 +229,6 @@ class Reference:
     previous: dict[str, bytes]  # an older object (one day less of usage), per format
 
 
-def _run(**kwargs: Any) -> Any:
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    operator = CloudflarePaygoUsageOperator(task_id="usage", **kwargs)
-    return operator.execute({"outlet_events": OutletEventAccessors()})  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def reference(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reference]:
     sim = simulator_server
@@ -245,15 +236,15 @@ def reference(simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT))
         sim.reset()
-        records = _run()
+        records = run_operator()
         files = {}
         for file_format in FILE_MODES:
-            _run(destination=(out / f"usage.{file_format}").as_uri())
+            run_operator(destination=(out / f"usage.{file_format}").as_uri())
             files[file_format] = (out / f"usage.{file_format}").read_bytes()
         sim.set_today(dt.date(2025, 11, 19))
         previous = {}
         for file_format in FILE_MODES:
-            _run(destination=(out / f"previous.{file_format}").as_uri())
+            run_operator(destination=(out / f"previous.{file_format}").as_uri())
             previous[file_format] = (out / f"previous.{file_format}").read_bytes()
         sim.reset()
     assert len(records) == 24  # 6 days of the November period, 4 services
@@ -417,8 +408,8 @@ def check_case(
 
     def land() -> Any:
         if store is None:
-            return _run()
-        return _run(destination=store.uri, destination_conn_id=store.conn_id)
+            return run_operator()
+        return run_operator(destination=store.uri, destination_conn_id=store.conn_id)
 
     if isinstance(case.outcome, type):
         with pytest.raises(case.outcome) as failure:
@@ -492,7 +483,7 @@ def test_fault_matrix_on_s3(
     reference: Reference,
     blackhole: str,
     stripping_proxy: str,
-    s3: Any,  # noqa: F811 (the fixture)
+    s3: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A representative set of rows against an S3-protocol server (moto): the same outcomes."""

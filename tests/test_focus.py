@@ -17,9 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_operator as run
 from test_formats import in_window, served
-from test_operator import run
-from test_operator import use_conn as use_conn  # the fixture, shared
 
 from airflow_provider_cfbilling.exceptions import CloudflareBillingInputError, CloudflareResponseError
 from airflow_provider_cfbilling.testing.simulator import (

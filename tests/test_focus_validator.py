@@ -29,8 +29,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO_ROOT
-from test_operator import run
-from test_operator import use_conn as use_conn  # the fixture, shared
+from conftest import run_operator as run
 
 from airflow_provider_cfbilling.testing.simulator import EMPTY_ACCOUNT, LARGE_ACCOUNT, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils.focus_services import FOCUS_CATEGORIES, SERVICE_CATEGORIES

@@ -51,17 +51,6 @@ BRIEF_FIELDS = [
 ]
 
 
-@pytest.fixture
-def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch):
-    """Point ``cloudflare_default`` at the simulator with the given credentials and extras."""
-
-    def _use(token: str = SIM_TOKEN, account_id: str | None = STANDARD_ACCOUNT, **kwargs: Any) -> CloudflareBillingHook:
-        monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, token, account_id, **kwargs))
-        return CloudflareBillingHook()
-
-    return _use
-
-
 def raw_usage(
     sim: Any, account: str, params: dict[str, str] | None = None, route: str = "billable-usage"
 ) -> list[dict[str, Any]]:
@@ -152,8 +141,9 @@ def test_billing_info(sim, cloudflare_conn):
         ({"from_": "2025-10-01"}, "Only from_ was given"),
         ({"to": "2025-10-01"}, "Only to was given"),
         ({"from_": "2025-11-01", "to": "2025-10-01"}, "is after to"),
-        ({"from_": "2025-13-01", "to": "2025-12-01"}, "not an ISO 8601 date"),
-        ({"from_": "01/10/2025", "to": "2025-12-01"}, "not an ISO 8601 date"),
+        ({"from_": "2025-13-01", "to": "2025-12-01"}, r"^from_='2025-13-01' is not an ISO 8601 date"),
+        ({"from_": "2025-10-01", "to": "tomorrow"}, r"^to='tomorrow' is not an ISO 8601 date"),
+        ({"from_": "01/10/2025", "to": "2025-12-01"}, r"^from_='01/10/2025' is not an ISO 8601 date"),
         ({"from_": "", "to": "2025-12-01"}, "empty string"),
         ({"from_": dt.datetime(2025, 10, 1), "to": "2025-12-01"}, "naive datetime"),
         ({"from_": "2025-10-01T00:00:00", "to": "2025-12-01"}, "naive datetime"),
@@ -168,41 +158,8 @@ def test_bad_input_is_rejected_before_any_request(sim, cloudflare_conn, kwargs, 
     assert sim.request_count() == 0
 
 
-def test_connection_without_credentials(sim, use_conn):
-    hook = use_conn(token="")
-    with pytest.raises(CloudflareBillingInputError, match="connection 'cloudflare_default' has no credentials"):
-        hook.get_paygo_usage()
-    assert sim.request_count() == 0
-
-
-def test_connection_with_malformed_account_id(sim, use_conn):
-    hook = use_conn(account_id="not-an-account")
-    with pytest.raises(CloudflareBillingInputError, match="connection 'cloudflare_default' extra 'account_id'"):
-        hook.get_paygo_usage()
-    assert sim.request_count() == 0
-
-
-def test_connection_without_account_id(sim, use_conn):
-    with pytest.raises(CloudflareBillingInputError, match="No Cloudflare account id"):
-        use_conn(account_id=None).get_paygo_usage()
-
-
-def test_plain_http_is_refused_unless_loopback_or_allowed(monkeypatch):
-    conn = connection_uri_json("http://billing-proxy.internal/client/v4", SIM_TOKEN, STANDARD_ACCOUNT)
-    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", conn)
-    with pytest.raises(CloudflareBillingInputError, match="plain http"):
-        CloudflareBillingHook().get_paygo_usage()
-    allowed = connection_uri_json(
-        "http://billing-proxy.internal/client/v4", SIM_TOKEN, STANDARD_ACCOUNT, allow_insecure_http=True
-    )
-    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", allowed)
-    assert CloudflareBillingHook().settings.base_url == "http://billing-proxy.internal/client/v4"
-
-
-def test_missing_connection_is_a_clear_error(monkeypatch):
-    monkeypatch.delenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", raising=False)
-    with pytest.raises(Exception, match="cloudflare_missing"):
-        CloudflareBillingHook("cloudflare_missing").get_paygo_usage()
+# The connection's bad settings (no credentials, a malformed account id, plain http, a missing connection) are
+# tested in test_bad_input.py, with every entry point's bad input.
 
 
 # -- path moves ----------------------------------------------------------------------------------

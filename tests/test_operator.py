@@ -6,23 +6,29 @@ real ``dag.test()`` where Airflow itself matters: deferral on a long 429, and as
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pendulum
+import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT, connection_uri_json
+from conftest import REPO_ROOT
+from conftest import run_operator as run  # also imported from here by other test modules
 from test_formats import (
     assert_csv_matches,
     assert_jsonl_matches,
@@ -39,6 +45,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareResponseError,
     CloudflareServerError,
 )
+from airflow_provider_cfbilling.hooks.billing import RATE_LIMIT_JITTER
 from airflow_provider_cfbilling.operators.billing import MAX_RATE_LIMIT_DEFERRALS, CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import (
     ANCHOR31_ACCOUNT,
@@ -52,28 +59,6 @@ from airflow_provider_cfbilling.utils import storage
 from airflow_provider_cfbilling.utils.reconcile import cost_totals, reconcile
 
 DAGS = Path(__file__).parent / "dags"
-
-
-@pytest.fixture
-def use_conn(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Point ``cloudflare_default`` at the simulator, with extras (e.g. ``max_retry_wait=0``)."""
-
-    def _use(account_id: str | None = STANDARD_ACCOUNT, **extra: Any) -> None:
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, account_id, **extra)
-        )
-
-    _use()
-    return _use
-
-
-def run(**kwargs: Any) -> Any:
-    """Build the operator as a DAG author would and execute it (outside a DAG run)."""
-    from airflow.sdk.execution_time.context import OutletEventAccessors
-
-    kwargs.setdefault("task_id", "usage")
-    context: Any = kwargs.pop("context", None) or {"outlet_events": OutletEventAccessors()}
-    return CloudflarePaygoUsageOperator(**kwargs).execute(context)
 
 
 def usage_requests(sim: Any) -> list[dict[str, Any]]:
@@ -163,31 +148,7 @@ def test_subscription_id_picks_the_billing_cycle(sim: Any, use_conn: Any) -> Non
     assert usage_requests(sim)[-1]["query"] == {"from": "2025-10-20", "to": "2025-11-20"}
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"from_": "2025-10-01"}, "Only from_ was given"),
-        ({"to": "2025-10-01"}, "Only to was given"),
-        ({"from_": "2025-10-01", "to": "2025-10-01"}, "is empty: to is exclusive"),
-        ({"from_": "2025-10-05", "to": "2025-10-01"}, "is empty"),
-        ({"billing_period_of": "2025-10-01", "from_": "2025-10-01", "to": "2025-11-01"}, "not both"),
-        ({"billing_period_of": ""}, "empty string"),
-        ({"from_": "", "to": "2025-10-01"}, "empty string"),
-        ({"from_": "2025-10-01T00:00:00", "to": "2025-11-01"}, "naive"),
-        ({"from_": "last monday", "to": "2025-11-01"}, "not an ISO 8601 date"),
-        ({"account_id": ""}, "empty"),
-        ({"account_id": "not-an-account"}, "32 hexadecimal"),
-        ({"destination": ""}, "not a location"),
-        ({"destination": "usage/out.jsonl"}, "relative local path"),
-        ({"file_format": "csv"}, "only applies to a destination"),
-        ({"destination": "file:///tmp/x/usage.xlsx", "file_format": "xlsx"}, "not supported"),
-        ({"destination": "file:///tmp/x/usage.parquet", "file_format": "csv"}, "contradicts"),
-    ],
-)
-def test_bad_inputs_fail_before_any_request(sim: Any, use_conn: Any, kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(CloudflareBillingInputError, match=message):
-        run(**kwargs)
-    assert sim.request_count() == 0
+# The operator's bad inputs (refused before any request) are tested in test_bad_input.py, with every entry point's.
 
 
 def test_a_result_too_large_for_xcom_points_to_destination(sim: Any, use_conn: Any) -> None:
@@ -334,6 +295,26 @@ def test_month_to_date_overwrites_one_object_per_period(sim: Any, use_conn: Any,
     ]
 
 
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_billing_period_placeholder_with_a_date_window_lands_exactly_the_windows_rows(
+    sim: Any, use_conn: Any, tmp_path: Path, file_format: str
+) -> None:
+    """The period is learnt in a first pass over the answer; the second writes only the window's rows, with the
+    columns of those rows."""
+    manifest = run(
+        from_="2025-10-14", to="2025-10-20", destination=tmp_path.as_uri() + "/{billing_period}." + file_format
+    )
+    landed = tmp_path / f"2025-10-14.{file_format}"
+    assert manifest["uri"] == landed.as_uri()
+    _, exact = served(sim, STANDARD_ACCOUNT, **{"from": "2025-10-14", "to": "2025-11-14"})
+    expected = in_window(exact, "2025-10-14", "2025-10-20")  # the API also sends the end day: not kept
+    assert manifest["rows"] == len(expected) > 0
+    if file_format == "csv":
+        assert_csv_matches(landed.read_bytes(), expected)
+    else:
+        assert_parquet_matches(pq.read_table(landed), expected)
+
+
 def test_billing_period_placeholder_refuses_a_window_spanning_periods(sim: Any, use_conn: Any, tmp_path: Path) -> None:
     with pytest.raises(CloudflareBillingInputError, match="spans 2 billing periods"):
         run(from_="2025-10-01", to="2025-11-01", destination=tmp_path.as_uri() + "/{billing_period}.jsonl")
@@ -374,37 +355,67 @@ def test_an_api_fault_mid_run_keeps_the_previous_object(
     assert leftovers(path.parent) == []
 
 
-def test_a_failure_while_writing_keeps_the_previous_object(
-    sim: Any, landed: tuple[str, Path, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    uri, path, before = landed
+def test_a_full_disk_while_staging_keeps_the_previous_object(tmp_path: Path) -> None:
+    """The kernel refuses the staged file's growth (a file-size limit, as a full disk would): EFBIG.
 
-    def half_then_fail(write: Any, local_path: str, file_format: str) -> None:
-        with open(local_path, "wb") as fileobj:
-            fileobj.write(b"PAR1 half a file")
-        raise OSError("disk full")
+    In a child process, since the limit holds for the whole process; Python ignores SIGXFSZ, so the write
+    fails with an OSError instead of killing the process.
+    """
+    target = tmp_path / "usage.jsonl"
+    target.write_bytes(b'{"previous":"good"}\n' * 1000)  # larger than the limit: only new writes are refused
+    before = target.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from airflow.sdk import ObjectStoragePath
+        from airflow_provider_cfbilling.utils.storage import write_atomically
 
-    monkeypatch.setattr(storage, "_stage", half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
-        run(billing_period_of="2025-10-01", destination=uri)
-    assert path.read_bytes() == before
-    assert leftovers(path.parent) == []
+        def writer(fileobj):
+            for n in range(1000):
+                fileobj.write(b'{{"row": %d, "padding": "%s"}}\\n' % (n, b"x" * 64))
+            return 1000
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            write_atomically(writer, ObjectStoragePath({target.as_uri()!r}), "jsonl")
+        except OSError as exc:
+            print(exc.errno)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == str(errno.EFBIG), done.stderr
+    assert target.read_bytes() == before
+    assert leftovers(tmp_path) == []
 
 
-def test_a_failure_at_commit_keeps_the_previous_object(
-    sim: Any, landed: tuple[str, Path, bytes], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """The kernel's immutable attribute on ``path`` (root on a filesystem that has it, as in CI): renaming
+    onto it fails with EPERM, so a commit really fails while the directory still takes the staged file."""
+    chattr = shutil.which("chattr")
+    if chattr is None or os.geteuid() != 0:
+        pytest.skip("setting the immutable attribute needs chattr and root (scripts/test.sh runs as root in CI)")
+    marked = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
+    if marked.returncode != 0:
+        pytest.skip(f"this filesystem has no immutable attribute: {marked.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+def test_a_failure_at_commit_keeps_the_previous_object(sim: Any, landed: tuple[str, Path, bytes]) -> None:
+    """The rename that commits the staged file is refused by the filesystem (no stand-in for os.replace)."""
     uri, path, before = landed
     sim.set_today(dt.date(2025, 11, 21))  # different data, so a commit would change the object
-
-    def crash(src: str, dst: str) -> None:
-        raise KeyboardInterrupt  # the task is being killed
-
-    monkeypatch.setattr(storage.os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with immutable(path), pytest.raises(PermissionError) as failure:
         run(destination=uri)
+    assert failure.value.filename is not None and ".usage.parquet.tmp-" in failure.value.filename
+    assert failure.value.filename2 == str(path)  # it was the commit that failed, after the file was staged
     assert path.read_bytes() == before
     assert leftovers(path.parent) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == ["usage.parquet"]
 
 
 def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
@@ -574,9 +585,13 @@ def test_a_long_rate_limit_defers_for_the_wait_when_deferrable(sim: Any, use_con
     before = pendulum.now("UTC")
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute({})
+    after = pendulum.now("UTC")
     trigger = deferred.value.trigger
     assert isinstance(trigger, DateTimeTrigger)
-    assert 299 <= (trigger.moment - before).total_seconds() <= 305
+    # The block's 300 s (plus at most the jitter) from the moment of the answer, bracketed by clock readings
+    # taken before and after the call: no bound on how long the call itself took.
+    assert (trigger.moment - before).total_seconds() >= 299
+    assert (trigger.moment - after).total_seconds() <= 300 + RATE_LIMIT_JITTER + 1
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.kwargs == {"deferrals": 1}
     # Resumed by the triggerer: the fetch runs again and succeeds.

@@ -11,60 +11,17 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import moto.server as moto_server
 import pyarrow.parquet as pq
 import pytest
-from conftest import EXAMPLE_DAGS, connection_uri_json
+from conftest import BUCKET, EXAMPLE_DAGS, body, connection_uri_json, keys
 from test_formats import assert_csv_matches, assert_parquet_matches, in_window, served
 
 from airflow_provider_cfbilling.exceptions import CloudflareServerError
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import ANCHOR31_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 from airflow_provider_cfbilling.utils import storage
-
-BUCKET = "finops-landing"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A fresh bucket and an ``aws`` connection (unique id: Airflow caches a filesystem per connection)."""
-    conn_id = f"aws_moto_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client, conn_id
-    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
 
 
 @pytest.fixture
@@ -73,14 +30,6 @@ def cloudflare(sim: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         "AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=0)
     )
     return sim
-
-
-def keys(client: Any) -> list[str]:
-    return sorted(item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []))
-
-
-def body(client: Any, key: str) -> bytes:
-    return bytes(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
 def land(conn_id: str, **kwargs: Any) -> Any:
@@ -186,8 +135,11 @@ def test_cloudflare_r2_recipe_an_aws_connection_with_r2s_endpoint_and_region_aut
     ``endpoint_url`` (``https://<account id>.r2.cloudflarestorage.com``) and ``region_name`` ``auto``. moto's
     server stands in for R2's endpoint."""
     client, _ = s3
+    # A unique id, as the s3 fixture's: Airflow caches a filesystem per connection id for the whole process, so
+    # a fixed id would reach another test module's (stopped) server when the tests share a process.
+    conn_id = f"cloudflare_r2_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(
-        "AIRFLOW_CONN_CLOUDFLARE_R2",
+        f"AIRFLOW_CONN_{conn_id.upper()}",
         json.dumps(
             {
                 "conn_type": "aws",
@@ -197,7 +149,7 @@ def test_cloudflare_r2_recipe_an_aws_connection_with_r2s_endpoint_and_region_aut
             }
         ),
     )
-    manifest = land("cloudflare_r2", destination=f"s3://{BUCKET}/r2/billing_period={{billing_period}}/usage.jsonl")
+    manifest = land(conn_id, destination=f"s3://{BUCKET}/r2/billing_period={{billing_period}}/usage.jsonl")
     key = "r2/billing_period=2025-09-14/usage.jsonl"
     assert keys(client) == [key]
     assert manifest["uri"] == f"s3://{BUCKET}/{key}" and manifest["rows"] == len(body(client, key).splitlines()) > 0

@@ -266,6 +266,23 @@ def test_a_cancelled_subscriptions_last_period_is_whole_and_later_ones_are_refus
         billing_period_at(CANCELLED, "2025-03-17", account="023e105f4ecef8ad9ca31a8372d0c353")
 
 
+def test_the_cancellation_message_gives_utc_instants_whatever_the_machines_timezone() -> None:
+    with (
+        pendulum.test_local_timezone(pendulum.timezone("Asia/Tokyo")),
+        pytest.raises(CloudflareBillingInputError) as failure,
+    ):
+        billing_period_at(CANCELLED, "2025-03-17T10:00:00+09:00", account="023e105f4ecef8ad9ca31a8372d0c353")
+    assert (
+        "was cancelled at 2025-02-20T10:00:00Z: its last billing period is 2025-02-17T00:00:00Z to "
+        "2025-03-17T00:00:00Z, and no billing period of it contains 2025-03-17T01:00:00Z."
+    ) in str(failure.value)
+
+
+def test_a_start_that_is_not_an_instant_is_named_as_the_start() -> None:
+    with pytest.raises(CloudflareBillingInputError, match=r"^start='the 28th' is not an ISO 8601 date"):
+        start_day_is_ambiguous("the 28th")
+
+
 def test_an_anchor_the_api_garbled_is_the_apis_fault() -> None:
     info = {"covered": True, "subscriptions": [{"id": "s", "billing_cycle_anchor_timestamp": "2024-03-17T13:45:12"}]}
     with pytest.raises(CloudflareResponseError, match="billing_cycle_anchor_timestamp='2024-03-17T13:45:12'"):

@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import REPO_ROOT, airflow_env, connection_uri_json
+from conftest import run_operator as run
 from engine import Engine, wait_until
 
 from airflow_provider_cfbilling.exceptions import (
@@ -447,10 +448,6 @@ def use_tls(monkeypatch: pytest.MonkeyPatch, proxy: TlsProxy, **extra: Any) -> N
         "AIRFLOW_CONN_CLOUDFLARE_DEFAULT",
         connection_uri_json(proxy.url, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=0, timeout=5, **extra),
     )
-
-
-def run(**kwargs: Any) -> Any:
-    return CloudflarePaygoUsageOperator(task_id="usage", **kwargs).execute({})  # type: ignore[arg-type]
 
 
 def test_tls_verification_is_on_by_default(

@@ -46,20 +46,27 @@ def test_it_wakes_at_the_moment_and_hands_the_period_back() -> None:
     json.dumps(payload)  # a plain JSON payload
 
 
-def test_a_moment_in_the_past_fires_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No sleep at all (counted, not timed: a loaded machine makes any time bound flaky)."""
-    from airflow_provider_cfbilling.triggers import billing
+def test_a_moment_in_the_past_fires_at_once() -> None:
+    """No sleep at all, seen in the coroutine itself (not timed: a loaded machine makes any time bound flaky).
 
-    sleeps: list[float] = []
-
-    async def record(seconds: float) -> None:
-        sleeps.append(seconds)
-
-    monkeypatch.setattr(billing.asyncio, "sleep", record)
+    The first step of the trigger's generator is driven by hand, outside any event loop: it must finish with
+    the event. Any ``await asyncio.sleep(...)`` would suspend it (or, with no loop to sleep on, raise).
+    """
     trigger = CloudflareBillingPeriodTrigger("2025-12-16T00:00:00Z", PERIOD, "2025-12-01T00:00:00Z")
-    event = first_event(trigger)
-    assert sleeps == []
+    step = trigger.run().__anext__()
+    with pytest.raises(StopIteration) as finished:
+        step.send(None)
+    event = finished.value.value
     assert event.payload["period"] == PERIOD  # type: ignore[attr-defined]
+
+
+def test_a_moment_in_the_future_does_suspend_the_first_step() -> None:
+    """The counterpart, so that the test above can fail: a future moment does not finish the first step."""
+    trigger = CloudflareBillingPeriodTrigger(pendulum.now("UTC").add(hours=1), PERIOD, "2025-12-01T00:00:00Z")
+    step = trigger.run().__anext__()
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        step.send(None)  # asyncio.sleep needs a loop to sleep on: the coroutine reached it
+    step.close()
 
 
 def test_it_serialises_to_json_and_round_trips_like_a_triggerer_restart() -> None:

@@ -178,7 +178,7 @@ class CloudflareBillingHook(BaseHook):
         secret = conn.password or ""
         if not secret.strip():
             raise CloudflareBillingInputError(
-                f"{where} has no credentials: put a Cloudflare API token with the Billing Read permission "
+                f"{_sentence(where)} has no credentials: put a Cloudflare API token with the Billing Read permission "
                 "in its password field (or a Global API key, with the account email in login)."
             )
         secret = secret.strip()
@@ -790,8 +790,9 @@ def _concurrent_tasks(value: Any, where: str) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         number = int(value.strip())
     if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        name = _sentence(_extra(where, "concurrent_tasks"))
         raise CloudflareBillingInputError(
-            f"{_extra(where, 'concurrent_tasks')} is {value!r}: it must be a whole number of tasks, 1 or more: "
+            f"{name} is {value!r}: it must be a whole number of tasks, 1 or more: "
             "the slots of the Airflow pool that the tasks using this connection run in. Leave it empty for 1."
         )
     return number
@@ -802,12 +803,12 @@ def _validate_base_url(url: str, where: str, allow_insecure_http: bool) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise CloudflareBillingInputError(
-            f"{where} host {url!r} is not an API base URL: use a full URL such as {DEFAULT_BASE_URL!r}, "
+            f"{_sentence(where)} host {url!r} is not an API base URL: use a full URL such as {DEFAULT_BASE_URL!r}, "
             "or leave host empty for the default."
         )
     if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
         raise CloudflareBillingInputError(
-            f"{where} host {url!r} uses plain http: the API token would travel unencrypted. Use https, or "
+            f"{_sentence(where)} host {url!r} uses plain http: the API token would travel unencrypted. Use https, or "
             "set the extra 'allow_insecure_http': true if this is deliberate (e.g. a local proxy)."
         )
     return url
@@ -828,7 +829,7 @@ def _configured_path(template: Any, where: str, name: str) -> str | None:
         return None
     if not isinstance(template, str) or not template.startswith("/") or "{account_id}" not in template:
         raise CloudflareBillingInputError(
-            f"{where} extra '{name}' is {template!r}: it must be a path starting with '/' that contains "
+            f"{_sentence(where)} extra '{name}' is {template!r}: it must be a path starting with '/' that contains "
             "'{account_id}', e.g. '/accounts/{account_id}/billable-usage'."
         )
     return template
@@ -837,6 +838,11 @@ def _configured_path(template: Any, where: str, name: str) -> str | None:
 def _is_unset(value: Any) -> bool:
     """Null or a blank string: what the connection form saves for a field left empty."""
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _sentence(text: str) -> str:
+    """A message that opens with a name ("connection 'x' ...", "the hook's ...") opens with a capital."""
+    return text[:1].upper() + text[1:]
 
 
 def _extra(where: str, key: str) -> str:
@@ -862,7 +868,7 @@ def _seconds(
         number = float("nan")
     if not (math.isfinite(number) and (number > 0 or (allow_zero and number == 0))):
         rule = "0 or a positive number" if allow_zero else "a positive number"
-        raise CloudflareBillingInputError(f"{source} is {value!r}: it must be {rule} of seconds. {fix}")
+        raise CloudflareBillingInputError(f"{_sentence(source)} is {value!r}: it must be {rule} of seconds. {fix}")
     return number
 
 
@@ -878,8 +884,9 @@ def _verify_setting(value: Any, where: str) -> bool | str:
             return text.lower() == "true"
         if os.path.isfile(text):
             return text
+    name = _sentence(_extra(where, "verify"))
     raise CloudflareBillingInputError(
-        f"{_extra(where, 'verify')} is {value!r}: use true (the default), false, or the path of an existing CA "
+        f"{name} is {value!r}: use true (the default), false, or the path of an existing CA "
         "bundle file that signed the API's certificate."
     )
 
@@ -889,7 +896,8 @@ def _as_bool(value: Any, where: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise CloudflareBillingInputError(f"{_extra(where, 'allow_insecure_http')} is {value!r}: use true or false.")
+    name = _sentence(_extra(where, "allow_insecure_http"))
+    raise CloudflareBillingInputError(f"{name} is {value!r}: use true or false.")
 
 
 def _success_false_error(

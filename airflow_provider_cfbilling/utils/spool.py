@@ -29,14 +29,12 @@ class SpooledEnvelope:
     """What one streaming pass learns of a Cloudflare envelope, without building its ``result``."""
 
     success: Any = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    result_kind: str = "missing"  # "array", "null", "object", "string", "number", "boolean" or "missing"
-    records: int = 0
-    non_object_records: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)  # read by scan_envelope only
+    result_kind: str = "missing"  # read by scan_head only: "array", "null", "object", ... or "missing"
 
 
 def scan_envelope(fileobj: IO[bytes]) -> SpooledEnvelope:
-    """Read a spooled answer once: ``success``, ``errors``, the type of ``result`` and its record count.
+    """Read a spooled failure answer whole, for its ``success`` and ``errors`` (the message of the error).
 
     :raises CloudflareResponseError: the body is not one complete JSON object (an HTML page, a truncated
         body)
@@ -48,21 +46,12 @@ def scan_envelope(fileobj: IO[bytes]) -> SpooledEnvelope:
     fileobj.seek(0)
     try:
         for prefix, event, value in ijson.parse(fileobj):
-            if prefix == "result":
-                if event in _KIND_OF_EVENT:
-                    envelope.result_kind = _KIND_OF_EVENT[event]
-            elif prefix == "result.item":
-                if event == "start_map":
-                    envelope.records += 1
-                elif event in _KIND_OF_EVENT:  # an array, a string, a number... where a record belongs
-                    envelope.non_object_records += 1
-            elif prefix == "success" and event not in ("start_map", "start_array"):
-                envelope.success = value
+            if prefix == "success":
+                envelope.success = value  # a container's last event (its end) leaves None: not a flag
             elif prefix == "errors" or prefix.startswith("errors."):
                 if errors_builder is None:
                     errors_builder = ijson.ObjectBuilder()
                 errors_builder.event(event, value)
-        fileobj.seek(0)
     except ijson.JSONError as exc:
         raise _not_complete(exc) from None
     if errors_builder is not None and isinstance(errors_builder.value, list):
@@ -99,7 +88,6 @@ def scan_head(fileobj: IO[bytes]) -> SpooledEnvelope:
         if envelope.result_kind == "array" and not success_seen:
             fileobj.seek(0)
             envelope.success = next(ijson.items(fileobj, "success"), None)
-        fileobj.seek(0)
     except ijson.JSONError as exc:
         raise _not_complete(exc) from None
     return envelope
