@@ -11,6 +11,7 @@ the user documentation explains them once, in docs/operator.md.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import random
 import tempfile
@@ -33,18 +34,22 @@ from airflow_provider_cfbilling.hooks.billing import RATE_LIMIT_JITTER, Cloudfla
 from airflow_provider_cfbilling.utils.focus import FocusRecords, check_focus_version
 from airflow_provider_cfbilling.utils.formats import (
     Records,
+    file_columns,
+    read_records,
     to_utc_timestamp,
     write_records,
     xcom_records,
 )
 from airflow_provider_cfbilling.utils.ledger import UsageLedger
 from airflow_provider_cfbilling.utils.periods import parse_instant
+from airflow_provider_cfbilling.utils.reconcile import CostTotals
 from airflow_provider_cfbilling.utils.storage import (
     XCOM_OBJECTSTORAGE_BACKEND,
+    Landing,
     Target,
     clean_uri,
+    land,
     resolve_target,
-    write_atomically,
     xcom_backend_offloads,
 )
 from airflow_provider_cfbilling.utils.validation import validate_account_id
@@ -63,6 +68,8 @@ MAX_RATE_LIMIT_DEFERRALS = 10
 DEFERRABLE_MAX_RATE_LIMIT_WAIT = 5.0
 _Result = TypeVar("_Result")
 DEFAULT_MAX_XCOM_BYTES = 1_048_576
+# What the manifest's totals sum, read back from a replaced object (the same names in a FOCUS dataset).
+TOTALS_COLUMNS = ("BillingCurrency", "ServiceName", "ContractedCost")
 
 
 @dataclass(frozen=True)
@@ -208,6 +215,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         self.strict = strict
         self.max_xcom_bytes = max_xcom_bytes
         self.deferrable = deferrable
+        # What the last landing wrote, for get_openlineage_facets_on_complete (None: nothing landed yet).
+        self._lineage_facts: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> CloudflareBillingHook:
@@ -304,6 +313,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check: dict[str, Any] | None = None
+        column_types: dict[str, str] | None = None
 
         def write(fileobj: IO[bytes]) -> int:
             # The single pass: each record is checked, filtered, summed and written to the staged file; a
@@ -323,35 +333,98 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             check = self._reconcile(ledger, records, account) if self.reconcile else None
             kept = ledger.kept_records(records)
             landed = self._as_focus(kept, account, window, deferrals, ledger.billing_periods)
+            nonlocal column_types
+            column_types = getattr(landed, "column_types", None)
             try:
                 return write_records(landed, fileobj, target.file_format)
             except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
                 raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
 
-        size, digest = write_atomically(write, path, target.file_format)
+        file_format = target.file_format
+        # The schema facet's columns are read from the staged file only when OpenLineage can ask for them.
+        inspect = (lambda staged: file_columns(staged, file_format, column_types)) if _lineage_installed() else None
+        landing = land(
+            write, path, file_format, summarise=lambda previous: self._totals_of(previous, file_format), inspect=inspect
+        )
         manifest = {
             "uri": clean_uri(path),
-            "format": target.file_format,
+            "format": file_format,
             "account_id": account,
             "window": window.as_dict(),
             "billing_periods": ledger.billing_periods,
             "rows": ledger.kept,
-            "bytes": size,
-            "sha256": digest,
+            "bytes": landing.size,
+            "sha256": landing.sha256,
             "totals": ledger.totals.as_dict(),
             "reconciliation": check,
+            **self._replacement(landing, window),
         }
-        self.log.info(
-            "Landed %d rows of account %s at %s (%s, %d bytes, sha256 %s).",
-            ledger.kept,
-            account,
-            manifest["uri"],
-            target.file_format,
-            size,
-            digest,
-        )
+        self._lineage_facts = {"path": path, "manifest": manifest, "columns": landing.inspected}
+        self._log_landing(manifest, ledger.kept, account)
         self._emit_asset_events(context, manifest)
         return manifest
+
+    def _replacement(self, landing: Landing, window: UsageWindow) -> dict[str, Any]:
+        """The manifest's ``written``, ``unchanged``, ``replaced`` and ``restatement`` (docs/operator.md)."""
+        replaced = None
+        if landing.written and landing.previous is not None:
+            replaced = {"sha256": landing.previous.sha256, "bytes": landing.previous.size, **landing.previous.summary}
+        end = window.end_instant
+        closed = end is not None and end <= dt.datetime.now(dt.timezone.utc)
+        return {
+            "written": landing.written,
+            "unchanged": landing.unchanged,
+            "replaced": replaced,
+            "restatement": replaced is not None and closed,
+        }
+
+    def _totals_of(self, local_path: str, file_format: str) -> dict[str, Any]:
+        """The totals of the object about to be replaced, read back from it (or why they could not be)."""
+        totals = CostTotals()
+        try:
+            for record in read_records(local_path, file_format, TOTALS_COLUMNS):
+                totals.add(record)
+        except (ValueError, OSError, CloudflareBillingError) as exc:
+            # Not ours, or another format than the suffix says: the new file is still landed, the gap recorded.
+            return {"totals": None, "totals_error": f"the replaced object could not be read as {file_format}: {exc}"}
+        return {"totals": totals.as_dict()}
+
+    def _log_landing(self, manifest: dict[str, Any], rows: int, account: str) -> None:
+        uri, replaced = manifest["uri"], manifest["replaced"]
+        if manifest["unchanged"]:
+            self.log.info(
+                "%s already holds these %d rows of account %s (sha256 %s): left unchanged, nothing written.",
+                uri,
+                rows,
+                account,
+                manifest["sha256"],
+            )
+            return
+        self.log.info(
+            "Landed %d rows of account %s at %s (%s, %d bytes, sha256 %s).",
+            rows,
+            account,
+            uri,
+            manifest["format"],
+            manifest["bytes"],
+            manifest["sha256"],
+        )
+        if replaced is None:
+            return
+        if manifest["restatement"]:
+            self.log.warning(
+                "Restatement: Cloudflare's figures for the closed window %s of account %s changed; %s was "
+                "replaced (sha256 %s -> %s). Totals before: %s; now: %s.",
+                json.dumps(manifest["window"]),
+                account,
+                uri,
+                replaced["sha256"],
+                manifest["sha256"],
+                json.dumps(replaced["totals"]["by_currency"] if replaced["totals"] else None),
+                json.dumps(manifest["totals"]["by_currency"]),
+            )
+        else:
+            self.log.info("Replaced the previous object (sha256 %s): the window is still open.", replaced["sha256"])
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -588,6 +661,14 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 outlet_events[outlet].add(Asset(manifest["uri"]), extra=manifest)
             elif isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(manifest)
+
+
+def _lineage_installed() -> bool:
+    """Whether the OpenLineage provider is installed (found without importing it)."""
+    try:
+        return importlib.util.find_spec("airflow.providers.openlineage") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _midnight(day: dt.date) -> dt.datetime:
