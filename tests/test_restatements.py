@@ -305,3 +305,81 @@ def test_s3_a_failed_restatement_upload_keeps_the_old_object(
     with pytest.raises(ConnectionResetError):
         run(**kwargs)
     assert keys(client) == ["cloudflare/usage.csv"] and body(client, "cloudflare/usage.csv") == before
+
+
+# -- the closed-periods example's look-back, through real DAG runs ---------------------------------------------
+
+
+def test_the_closed_periods_example_relands_earlier_periods_and_catches_a_restatement(
+    sim: Any, cloudflare_conn: str, dag_runner: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from conftest import EXAMPLE_DAGS
+
+    monkeypatch.setenv("CFBILLING_EXAMPLE_BASE_URI", tmp_path.as_uri())
+    path = EXAMPLE_DAGS / "example_cloudflare_closed_periods.py"
+    dag_id = "example_cloudflare_closed_periods"
+
+    def object_of(start: str) -> Path:
+        return tmp_path / "closed_periods" / f"account={STANDARD_ACCOUNT}" / f"billing_period={start}" / "usage.parquet"
+
+    def events(run_id: str) -> dict[str, list[dict[str, Any]]]:
+        with create_session() as session:
+            rows = (
+                session.query(AssetEvent, AssetModel)
+                .filter(AssetEvent.asset_id == AssetModel.id, AssetEvent.source_run_id == run_id)
+                .all()
+            )
+            found: dict[str, list[dict[str, Any]]] = {}
+            for event, asset in rows:
+                found.setdefault(asset.name, []).append(dict(event.extra))
+            return found
+
+    # October's run: September's period [09-14, 10-14) closes; the default look-back re-lands August's.
+    first = dag_runner(path, dag_id, logical_date=dt.datetime(2025, 10, 1, tzinfo=dt.timezone.utc))
+    assert first.state == "success", first.task_states
+    assert first.task_states == {
+        "wait_for_close": "success",
+        "earlier_periods": "success",
+        "land_closed_period": "success",
+        "reland_earlier_periods[0]": "success",
+    }
+    september = first.xcom("land_closed_period")
+    august = first.xcom("reland_earlier_periods", map_index=0)
+    assert august["uri"] == f"file://{object_of('2025-08-14')}" and august["window"]["from"] == "2025-08-14"
+    assert august["written"] and august["replaced"] is None  # landed for the first time
+    assert object_of("2025-09-14").is_file() and object_of("2025-08-14").is_file()
+    assert [e["uri"] for e in events(first.run_id)[august["uri"]]] == [august["uri"]]
+    august_stat = os.stat(object_of("2025-08-14"))
+
+    # Cloudflare restates a day of September; November's run looks back two periods.
+    sim.add_fault("restated", day="2025-09-20", service="Workers Standard", delta="2.5")
+    second = dag_runner(
+        path,
+        dag_id,
+        logical_date=dt.datetime(2025, 11, 1, tzinfo=dt.timezone.utc),
+        run_conf={"look_back_periods": 2},
+    )
+    assert second.state == "success", second.task_states
+    restated = second.xcom("reland_earlier_periods", map_index=0)
+    unchanged = second.xcom("reland_earlier_periods", map_index=1)
+    assert restated["uri"] == september["uri"] and restated["restatement"] is True
+    assert restated["replaced"] == {
+        "sha256": september["sha256"],
+        "bytes": september["bytes"],
+        "totals": september["totals"],
+    }
+    assert Decimal(restated["totals"]["by_currency"]["USD"]) - Decimal(
+        september["totals"]["by_currency"]["USD"]
+    ) == Decimal("2.5")
+    assert hashlib.sha256(object_of("2025-09-14").read_bytes()).hexdigest() == restated["sha256"]
+    assert unchanged["uri"] == august["uri"] and unchanged["unchanged"] is True and unchanged["written"] is False
+    after = os.stat(object_of("2025-08-14"))
+    assert (after.st_ino, after.st_mtime_ns) == (august_stat.st_ino, august_stat.st_mtime_ns)
+
+    # The alias got one event, for the restated object, carrying the restatement; none for the unchanged one.
+    emitted = events(second.run_id)
+    assert emitted[september["uri"]] == [restated]
+    assert august["uri"] not in emitted
+    assert emitted["cloudflare_usage_closed"] == [second.xcom("land_closed_period")]

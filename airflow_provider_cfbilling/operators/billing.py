@@ -122,8 +122,11 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     ``billing_periods``, ``rows``, ``bytes``, ``sha256``, ``totals`` and ``reconciliation``. The object is
     written aside and committed whole (a rename on local disks, one upload on object stores): a failed
     run never leaves a partial object and never damages the previous one; the same data gives
-    byte-identical objects, so re-runs are idempotent. Every ``Asset`` in ``outlets`` gets the manifest as
-    its event's extra; every ``AssetAlias`` gets an event for the written URI.
+    byte-identical objects, so re-runs are idempotent: when the destination already holds the same bytes
+    (sha256), nothing is written. Other bytes replace it, and the manifest records the replaced object
+    (``replaced``: its sha256, size and totals; ``restatement``: true when the window had closed, with one
+    warning logged). Every ``Asset`` in ``outlets`` gets the manifest as its event's extra; every
+    ``AssetAlias`` gets an event for the written URI, only when it was written.
 
     :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``. (templated)
     :param account_id: The account (32 hex characters). Default: the connection's ``account_id`` extra.
@@ -658,7 +661,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             return
         for outlet in self.outlets:
             if isinstance(outlet, AssetAlias):
-                outlet_events[outlet].add(Asset(manifest["uri"]), extra=manifest)
+                if manifest["written"]:  # an alias names the objects written: an unchanged one is not
+                    outlet_events[outlet].add(Asset(manifest["uri"]), extra=manifest)
             elif isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(manifest)
 
