@@ -279,6 +279,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 self._reconcile(ledger, fetched, account)  # on the exact decimals, before they become floats
             as_xcom = xcom_records(self._as_focus(kept, account, window, deferrals, ledger.billing_periods))
             self._check_xcom_size(as_xcom)
+            self._lineage_facts = {"account_id": account, "manifest": None, "path": None, "columns": None}
             return as_xcom
         # Records bound for a file are spooled on local disk and parsed row by row in one pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
@@ -345,7 +346,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
 
         file_format = target.file_format
         # The schema facet's columns are read from the staged file only when OpenLineage can ask for them.
-        inspect = (lambda staged: file_columns(staged, file_format, column_types)) if _lineage_installed() else None
+        inspect = (lambda staged: file_columns(staged, file_format, column_types)) if _lineage_enabled() else None
         landing = land(
             write, path, file_format, summarise=lambda previous: self._totals_of(previous, file_format), inspect=inspect
         )
@@ -362,7 +363,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             "reconciliation": check,
             **self._replacement(landing, window),
         }
-        self._lineage_facts = {"path": path, "manifest": manifest, "columns": landing.inspected}
+        self._lineage_facts = {"account_id": account, "manifest": manifest, "path": path, "columns": landing.inspected}
         self._log_landing(manifest, ledger.kept, account)
         self._emit_asset_events(context, manifest)
         return manifest
@@ -428,6 +429,56 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             )
         else:
             self.log.info("Replaced the previous object (sha256 %s): the window is still open.", replaced["sha256"])
+
+    # -- lineage ----------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage's view of the finished run (docs/lineage.md), for the OpenLineage provider's listener.
+
+        Input: the account's usage endpoint (namespace ``scheme://host[:port]`` of the connection's base URL,
+        name its path). Output: the object landed (namespace and name per OpenLineage's naming: ``file`` and
+        the absolute path, ``s3://bucket`` and the key, ...) with its schema, its sha256 as the dataset version,
+        and, when this run wrote it, its row count and size and a lifecycle change: ``CREATE`` for a new object,
+        ``OVERWRITE`` for a replaced one. XCom mode has no output dataset. OpenLineage is imported here only:
+        it is an optional extra (``[lineage]``).
+        """
+        from urllib.parse import urlsplit
+
+        from airflow.providers.common.compat.openlineage.facet import (
+            Dataset,
+            LifecycleStateChange,
+            LifecycleStateChangeDatasetFacet,
+            OutputDataset,
+            OutputStatisticsOutputDatasetFacet,
+            SchemaDatasetFacet,
+            SchemaDatasetFacetFields,
+        )
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
+
+        facts = self._lineage_facts
+        if facts is None:  # nothing ran to completion in this process
+            return OperatorLineage()
+        endpoint = urlsplit(self.hook.usage_url(facts["account_id"]))
+        inputs = [Dataset(namespace=f"{endpoint.scheme}://{endpoint.netloc}", name=endpoint.path)]
+        manifest = facts["manifest"]
+        if manifest is None:
+            return OperatorLineage(inputs=inputs)
+        facets: dict[str, Any] = {"version": DatasetVersionDatasetFacet(datasetVersion=manifest["sha256"])}
+        if facts["columns"] is not None:
+            facets["schema"] = SchemaDatasetFacet(
+                fields=[SchemaDatasetFacetFields(name=name, type=kind) for name, kind in facts["columns"].items()]
+            )
+        output_facets: dict[str, Any] = {}
+        if manifest["written"]:
+            change = LifecycleStateChange.OVERWRITE if manifest["replaced"] else LifecycleStateChange.CREATE
+            facets["lifecycleStateChange"] = LifecycleStateChangeDatasetFacet(lifecycleStateChange=change)
+            output_facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
+                rowCount=manifest["rows"], size=manifest["bytes"]
+            )
+        namespace, name = _lineage_name(facts["path"])
+        output = OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=output_facets)
+        return OperatorLineage(inputs=inputs, outputs=[output])
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -667,12 +718,26 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 outlet_events[outlet].extra.update(manifest)
 
 
-def _lineage_installed() -> bool:
-    """Whether the OpenLineage provider is installed (found without importing it)."""
+def _lineage_name(path: ObjectStoragePath) -> tuple[str, str]:
+    """OpenLineage's (namespace, name) of an object: ``file`` and its absolute path on a local disk, else
+    ``scheme://bucket`` and the key (OpenLineage's naming for S3, GCS and other object stores)."""
+    protocol = path.protocol or "file"
+    if protocol in ("file", "local"):
+        return "file", path.path
+    bucket, _, key = path.path.partition("/")
+    return f"{protocol}://{bucket}", key
+
+
+def _lineage_enabled() -> bool:
+    """Whether the OpenLineage provider is installed and configured to send events (found without importing
+    OpenLineage itself: its configuration module reads Airflow's configuration only)."""
     try:
-        return importlib.util.find_spec("airflow.providers.openlineage") is not None
-    except ModuleNotFoundError:
+        if importlib.util.find_spec("airflow.providers.openlineage") is None:
+            return False
+        from airflow.providers.openlineage.conf import is_disabled
+    except ImportError:
         return False
+    return not is_disabled()
 
 
 def _midnight(day: dt.date) -> dt.datetime:

@@ -842,19 +842,20 @@ def _present(item: Mapping[str, Any], column: str, row: int) -> Any:
 
 
 def file_columns(local_path: str, file_format: str, column_types: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The columns of a local file in ``file_format`` (as this module writes it) and their kinds.
+    """The columns of a local file in ``file_format`` (as this module writes it) and their types.
 
-    Parquet and CSV read their schema or header only; JSON Lines and JSON are read through once (their records
-    carry their own keys). Kinds are this module's (``timestamp``, ``decimal``, ``integer``, ``string``), as
-    :func:`column_kind` gives them for ``column_types`` (a FOCUS dataset's) or the API's column names.
+    Parquet gives its schema's Arrow types (``decimal128(38, 18)``, ``timestamp[ms, tz=UTC]``, ``int64``,
+    ``string``). CSV (its header) and JSON Lines and JSON (read through once: their records carry their own
+    keys) give this module's kinds (``timestamp``, ``decimal``, ``integer``, ``string``), as :func:`column_kind`
+    gives them for ``column_types`` (a FOCUS dataset's) or the API's column names.
     """
     if file_format == "parquet":
         import pyarrow.parquet as pq
 
-        names: list[str] = list(pq.read_schema(local_path).names)
-    elif file_format == "csv":
+        return {field.name: str(field.type) for field in pq.read_schema(local_path)}
+    if file_format == "csv":
         with open(local_path, encoding="utf-8", newline="") as text:
-            names = next(csv.reader(text, dialect="excel"), [])
+            names: list[str] = next(csv.reader(text, dialect="excel"), [])
     else:
         import ijson
 
