@@ -189,3 +189,23 @@ def test_the_operator_module_imports_no_openlineage() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=airflow_env())
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1:] in ([], [""])
+
+
+def test_the_input_is_named_after_the_path_that_answered(cloudflare: Any, tmp_path: Path) -> None:
+    """Cloudflare moved the endpoint: the hook falls back to the older path, and the input dataset names it."""
+    cloudflare.add_fault("path_moved", routes=["billable-usage"])
+    operator = CloudflarePaygoUsageOperator(
+        task_id="land", billing_period_of="2025-10-20", destination=(tmp_path / "usage.jsonl").as_uri()
+    )
+    operator.execute({})
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    moved = f"/client/v4/accounts/{STANDARD_ACCOUNT}/paygo-usage"
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [(sim_namespace(cloudflare), moved)]
+    assert any(r["path"].endswith("/paygo-usage") for r in cloudflare.requests)
+
+
+def test_a_run_that_failed_reports_no_datasets(cloudflare: Any, tmp_path: Path) -> None:
+    """Nothing landed in this process (the listener asks only after success; a fresh operator knows nothing)."""
+    operator = CloudflarePaygoUsageOperator(task_id="land", destination=(tmp_path / "usage.jsonl").as_uri())
+    lineage = operator.get_openlineage_facets_on_complete(None)
+    assert (lineage.inputs, lineage.outputs) == ([], [])

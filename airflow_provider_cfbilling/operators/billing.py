@@ -372,7 +372,11 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         """The manifest's ``written``, ``unchanged``, ``replaced`` and ``restatement`` (docs/operator.md)."""
         replaced = None
         if landing.written and landing.previous is not None:
-            replaced = {"sha256": landing.previous.sha256, "bytes": landing.previous.size, **landing.previous.summary}
+            replaced = {
+                "sha256": landing.previous.sha256,
+                "bytes": landing.previous.size,
+                **(landing.previous.summary or {}),
+            }
         end = window.end_instant
         closed = end is not None and end <= dt.datetime.now(dt.timezone.utc)
         return {
