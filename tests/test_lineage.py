@@ -209,3 +209,19 @@ def test_a_run_that_failed_reports_no_datasets(cloudflare: Any, tmp_path: Path) 
     operator = CloudflarePaygoUsageOperator(task_id="land", destination=(tmp_path / "usage.jsonl").as_uri())
     lineage = operator.get_openlineage_facets_on_complete(None)
     assert (lineage.inputs, lineage.outputs) == ([], [])
+
+
+@pytest.mark.parametrize("focus_version", [None, "1.3"], ids=["as served", "FOCUS 1.3"])
+def test_json_array_schema_is_the_records_keys(
+    cloudflare: Any, lineage_enabled: Path, tmp_path: Path, focus_version: str | None
+) -> None:
+    destination = tmp_path / "usage.json"
+    operator = CloudflarePaygoUsageOperator(
+        task_id="land", billing_period_of="2025-10-20", destination=destination.as_uri(), focus_version=focus_version
+    )
+    operator.execute({})
+    (output,) = operator.get_openlineage_facets_on_complete(None).outputs
+    records = json.loads(destination.read_text())
+    fields = [f.name for f in output.facets["schema"].fields]
+    assert fields == list(records[0])  # the keys, in the order written
+    assert all(list(record) == fields for record in records)
