@@ -147,6 +147,75 @@ def test_closed_periods_lands_exactly_the_closed_period_and_emits_an_asset(
             if asset.name == "cloudflare_usage_closed"
         ]
     assert extras == [manifest]
+    # One test runs this example: its Asset's name must keep one URI (one base directory) in the session's DB.
+    check_the_look_back_catches_a_restatement(sim, dag_runner, base_dir, path, result)
+
+
+def check_the_look_back_catches_a_restatement(
+    sim: Any, dag_runner: Any, base_dir: Path, path: Path, first: Any
+) -> None:
+    """The look-back: October's run re-landed August's period; Cloudflare then restates a day of September, and
+    November's run, looking back two periods, replaces September's object and leaves August's alone."""
+    import hashlib
+    import os
+    from decimal import Decimal
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    def object_of(start: str) -> Path:
+        return base_dir / "closed_periods" / f"account={STANDARD_ACCOUNT}" / f"billing_period={start}" / "usage.parquet"
+
+    def events(run_id: str) -> dict[str, list[dict[str, Any]]]:
+        with create_session() as session:
+            rows = (
+                session.query(AssetEvent, AssetModel)
+                .filter(AssetEvent.asset_id == AssetModel.id, AssetEvent.source_run_id == run_id)
+                .all()
+            )
+            found: dict[str, list[dict[str, Any]]] = {}
+            for event, asset in rows:
+                found.setdefault(asset.name, []).append(dict(event.extra))
+            return found
+
+    assert first.task_states == {
+        "wait_for_close": "success",
+        "earlier_periods": "success",
+        "land_closed_period": "success",
+        "reland_earlier_periods[0]": "success",
+    }
+    september = first.xcom("land_closed_period")
+    august = first.xcom("reland_earlier_periods", map_index=0)
+    assert august["uri"] == f"file://{object_of('2025-08-14')}" and august["window"]["from"] == "2025-08-14"
+    assert august["written"] and august["replaced"] is None  # landed for the first time
+    assert [e["uri"] for e in events(first.run_id)[august["uri"]]] == [august["uri"]]  # the alias's event
+    august_stat = os.stat(object_of("2025-08-14"))
+
+    sim.add_fault("restated", day="2025-09-20", service="Workers Standard", delta="2.5")
+    second = dag_runner(
+        path, "example_cloudflare_closed_periods", logical_date=utc(2025, 11, 1), run_conf={"look_back_periods": 2}
+    )
+    assert second.state == "success", second.task_states
+    restated = second.xcom("reland_earlier_periods", map_index=0)
+    unchanged = second.xcom("reland_earlier_periods", map_index=1)
+    assert restated["uri"] == september["uri"] and restated["restatement"] is True
+    assert restated["replaced"] == {
+        "sha256": september["sha256"],
+        "bytes": september["bytes"],
+        "totals": september["totals"],
+    }
+    before, after = september["totals"]["by_currency"]["USD"], restated["totals"]["by_currency"]["USD"]
+    assert Decimal(after) - Decimal(before) == Decimal("2.5")
+    assert hashlib.sha256(object_of("2025-09-14").read_bytes()).hexdigest() == restated["sha256"]
+    assert unchanged["uri"] == august["uri"] and unchanged["unchanged"] is True and unchanged["written"] is False
+    stat = os.stat(object_of("2025-08-14"))
+    assert (stat.st_ino, stat.st_mtime_ns) == (august_stat.st_ino, august_stat.st_mtime_ns)
+
+    # The alias got one event, for the restated object, carrying the restatement; none for the unchanged one.
+    emitted = events(second.run_id)
+    assert emitted[september["uri"]] == [restated]
+    assert august["uri"] not in emitted
+    assert emitted["cloudflare_usage_closed"] == [second.xcom("land_closed_period")]
 
 
 # -- 3. backfill by logical date, many accounts through dynamic task mapping -----------------------------

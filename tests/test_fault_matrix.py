@@ -507,6 +507,7 @@ def test_the_matrix_covers_every_fault_kind_that_touches_usage() -> None:
         "huge_integer",
         "cost_mismatch",
         "canned_result",
+        "restated",  # a restatement: tests/test_restatements.py
     }
     assert set(FAULT_KINDS) - about_billing_info_only - valid_but_unusual == covered
 

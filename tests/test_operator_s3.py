@@ -69,7 +69,9 @@ def test_rerun_overwrites_with_identical_bytes(cloudflare: Any, s3: Any) -> None
     first = land(conn_id)
     key = keys(client)[0]
     etag = client.head_object(Bucket=BUCKET, Key=key)["ETag"]
-    assert land(conn_id) == first
+    second = land(conn_id)
+    assert (second["written"], second["unchanged"]) == (False, True)  # the same bytes: not uploaded again
+    assert {**second, "written": True, "unchanged": False} == first
     assert client.head_object(Bucket=BUCKET, Key=key)["ETag"] == etag
     assert keys(client) == [key]
 

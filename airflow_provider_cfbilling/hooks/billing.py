@@ -452,6 +452,12 @@ class CloudflareBillingHook(BaseHook):
             return self.account_id
         return validate_account_id(account_id, "the account_id argument")
 
+    def usage_url(self, account_id: str | None = None) -> str:
+        """The URL of the account's usage endpoint: the path that answered last in this process (or the
+        configured one), else Cloudflare's documented one. No request is sent."""
+        candidates, _ = self._path_candidates("usage")
+        return self.settings.base_url + candidates[0].format(account_id=self._account(account_id))
+
     def _path_candidates(self, kind: str) -> tuple[list[str], tuple[str, str, str] | None]:
         """The path templates to try, in order, and the memory key (None for a configured path)."""
         configured = self.settings.usage_path if kind == "usage" else self.settings.info_path

@@ -11,6 +11,7 @@ the user documentation explains them once, in docs/operator.md.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import random
 import tempfile
@@ -33,18 +34,22 @@ from airflow_provider_cfbilling.hooks.billing import RATE_LIMIT_JITTER, Cloudfla
 from airflow_provider_cfbilling.utils.focus import FocusRecords, check_focus_version
 from airflow_provider_cfbilling.utils.formats import (
     Records,
+    file_columns,
+    read_records,
     to_utc_timestamp,
     write_records,
     xcom_records,
 )
 from airflow_provider_cfbilling.utils.ledger import UsageLedger
 from airflow_provider_cfbilling.utils.periods import parse_instant
+from airflow_provider_cfbilling.utils.reconcile import CostTotals
 from airflow_provider_cfbilling.utils.storage import (
     XCOM_OBJECTSTORAGE_BACKEND,
+    Landing,
     Target,
     clean_uri,
+    land,
     resolve_target,
-    write_atomically,
     xcom_backend_offloads,
 )
 from airflow_provider_cfbilling.utils.validation import validate_account_id
@@ -63,6 +68,8 @@ MAX_RATE_LIMIT_DEFERRALS = 10
 DEFERRABLE_MAX_RATE_LIMIT_WAIT = 5.0
 _Result = TypeVar("_Result")
 DEFAULT_MAX_XCOM_BYTES = 1_048_576
+# What the manifest's totals sum, read back from a replaced object (the same names in a FOCUS dataset).
+TOTALS_COLUMNS = ("BillingCurrency", "ServiceName", "ContractedCost")
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,11 @@ class CloudflarePaygoUsageOperator(BaseOperator):
     ``billing_periods``, ``rows``, ``bytes``, ``sha256``, ``totals`` and ``reconciliation``. The object is
     written aside and committed whole (a rename on local disks, one upload on object stores): a failed
     run never leaves a partial object and never damages the previous one; the same data gives
-    byte-identical objects, so re-runs are idempotent. Every ``Asset`` in ``outlets`` gets the manifest as
-    its event's extra; every ``AssetAlias`` gets an event for the written URI.
+    byte-identical objects, so re-runs are idempotent: when the destination already holds the same bytes
+    (sha256), nothing is written. Other bytes replace it, and the manifest records the replaced object
+    (``replaced``: its sha256, size and totals; ``restatement``: true when the window had closed, with one
+    warning logged). Every ``Asset`` in ``outlets`` gets the manifest as its event's extra; every
+    ``AssetAlias`` gets an event for the written URI, only when it was written.
 
     :param cloudflare_conn_id: The Cloudflare connection. Default ``cloudflare_default``. (templated)
     :param account_id: The account (32 hex characters). Default: the connection's ``account_id`` extra.
@@ -208,6 +218,8 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         self.strict = strict
         self.max_xcom_bytes = max_xcom_bytes
         self.deferrable = deferrable
+        # What the last landing wrote, for get_openlineage_facets_on_complete (None: nothing landed yet).
+        self._lineage_facts: dict[str, Any] | None = None
 
     @cached_property
     def hook(self) -> CloudflareBillingHook:
@@ -267,6 +279,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
                 self._reconcile(ledger, fetched, account)  # on the exact decimals, before they become floats
             as_xcom = xcom_records(self._as_focus(kept, account, window, deferrals, ledger.billing_periods))
             self._check_xcom_size(as_xcom)
+            self._lineage_facts = {"account_id": account, "manifest": None, "path": None, "columns": None}
             return as_xcom
         # Records bound for a file are spooled on local disk and parsed row by row in one pass, so a month
         # of zone-level usage never sits whole in memory (XCom values live in memory anyway).
@@ -304,6 +317,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         except CloudflareRateLimitError as exc:  # placing an empty current period asks for the billing info
             self._wait_out_rate_limit(exc, deferrals)
         check: dict[str, Any] | None = None
+        column_types: dict[str, str] | None = None
 
         def write(fileobj: IO[bytes]) -> int:
             # The single pass: each record is checked, filtered, summed and written to the staged file; a
@@ -323,35 +337,152 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             check = self._reconcile(ledger, records, account) if self.reconcile else None
             kept = ledger.kept_records(records)
             landed = self._as_focus(kept, account, window, deferrals, ledger.billing_periods)
+            nonlocal column_types
+            column_types = getattr(landed, "column_types", None)
             try:
                 return write_records(landed, fileobj, target.file_format)
             except CloudflareResponseError as exc:  # a value the file format cannot hold: name the account too
                 raise CloudflareResponseError(f"The usage of account {account}: {exc}") from None
 
-        size, digest = write_atomically(write, path, target.file_format)
+        file_format = target.file_format
+        # The schema facet's columns are read from the staged file only when OpenLineage can ask for them.
+        inspect = (lambda staged: file_columns(staged, file_format, column_types)) if _lineage_enabled() else None
+        landing = land(
+            write, path, file_format, summarise=lambda previous: self._totals_of(previous, file_format), inspect=inspect
+        )
         manifest = {
             "uri": clean_uri(path),
-            "format": target.file_format,
+            "format": file_format,
             "account_id": account,
             "window": window.as_dict(),
             "billing_periods": ledger.billing_periods,
             "rows": ledger.kept,
-            "bytes": size,
-            "sha256": digest,
+            "bytes": landing.size,
+            "sha256": landing.sha256,
             "totals": ledger.totals.as_dict(),
             "reconciliation": check,
+            **self._replacement(landing, window),
         }
-        self.log.info(
-            "Landed %d rows of account %s at %s (%s, %d bytes, sha256 %s).",
-            ledger.kept,
-            account,
-            manifest["uri"],
-            target.file_format,
-            size,
-            digest,
-        )
+        self._lineage_facts = {"account_id": account, "manifest": manifest, "path": path, "columns": landing.inspected}
+        self._log_landing(manifest, ledger.kept, account)
         self._emit_asset_events(context, manifest)
         return manifest
+
+    def _replacement(self, landing: Landing, window: UsageWindow) -> dict[str, Any]:
+        """The manifest's ``written``, ``unchanged``, ``replaced`` and ``restatement`` (docs/operator.md)."""
+        replaced = None
+        if landing.written and landing.previous is not None:
+            replaced = {
+                "sha256": landing.previous.sha256,
+                "bytes": landing.previous.size,
+                **(landing.previous.summary or {}),
+            }
+        end = window.end_instant
+        closed = end is not None and end <= dt.datetime.now(dt.timezone.utc)
+        return {
+            "written": landing.written,
+            "unchanged": landing.unchanged,
+            "replaced": replaced,
+            "restatement": replaced is not None and closed,
+        }
+
+    def _totals_of(self, local_path: str, file_format: str) -> dict[str, Any]:
+        """The totals of the object about to be replaced, read back from it (or why they could not be)."""
+        totals = CostTotals()
+        try:
+            for record in read_records(local_path, file_format, TOTALS_COLUMNS):
+                totals.add(record)
+        except (ValueError, OSError, CloudflareBillingError) as exc:
+            # Not ours, or another format than the suffix says: the new file is still landed, the gap recorded.
+            return {"totals": None, "totals_error": f"the replaced object could not be read as {file_format}: {exc}"}
+        return {"totals": totals.as_dict()}
+
+    def _log_landing(self, manifest: dict[str, Any], rows: int, account: str) -> None:
+        uri, replaced = manifest["uri"], manifest["replaced"]
+        if manifest["unchanged"]:
+            self.log.info(
+                "%s already holds these %d rows of account %s (sha256 %s): left unchanged, nothing written.",
+                uri,
+                rows,
+                account,
+                manifest["sha256"],
+            )
+            return
+        self.log.info(
+            "Landed %d rows of account %s at %s (%s, %d bytes, sha256 %s).",
+            rows,
+            account,
+            uri,
+            manifest["format"],
+            manifest["bytes"],
+            manifest["sha256"],
+        )
+        if replaced is None:
+            return
+        if manifest["restatement"]:
+            self.log.warning(
+                "Restatement: Cloudflare's figures for the closed window %s of account %s changed; %s was "
+                "replaced (sha256 %s -> %s). Totals before: %s; now: %s.",
+                json.dumps(manifest["window"]),
+                account,
+                uri,
+                replaced["sha256"],
+                manifest["sha256"],
+                json.dumps(replaced["totals"]["by_currency"] if replaced["totals"] else None),
+                json.dumps(manifest["totals"]["by_currency"]),
+            )
+        else:
+            self.log.info("Replaced the previous object (sha256 %s): the window is still open.", replaced["sha256"])
+
+    # -- lineage ----------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage's view of the finished run (docs/lineage.md), for the OpenLineage provider's listener.
+
+        Input: the account's usage endpoint (namespace ``scheme://host[:port]`` of the connection's base URL,
+        name its path). Output: the object landed (namespace and name per OpenLineage's naming: ``file`` and
+        the absolute path, ``s3://bucket`` and the key, ...) with its schema, its sha256 as the dataset version,
+        and, when this run wrote it, its row count and size and a lifecycle change: ``CREATE`` for a new object,
+        ``OVERWRITE`` for a replaced one. XCom mode has no output dataset. OpenLineage is imported here only:
+        it is an optional extra (``[lineage]``).
+        """
+        from urllib.parse import urlsplit
+
+        from airflow.providers.common.compat.openlineage.facet import (
+            Dataset,
+            LifecycleStateChange,
+            LifecycleStateChangeDatasetFacet,
+            OutputDataset,
+            OutputStatisticsOutputDatasetFacet,
+            SchemaDatasetFacet,
+            SchemaDatasetFacetFields,
+        )
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
+
+        facts = self._lineage_facts
+        if facts is None:  # nothing ran to completion in this process
+            return OperatorLineage()
+        endpoint = urlsplit(self.hook.usage_url(facts["account_id"]))
+        inputs = [Dataset(namespace=f"{endpoint.scheme}://{endpoint.netloc}", name=endpoint.path)]
+        manifest = facts["manifest"]
+        if manifest is None:
+            return OperatorLineage(inputs=inputs)
+        facets: dict[str, Any] = {"version": DatasetVersionDatasetFacet(datasetVersion=manifest["sha256"])}
+        if facts["columns"] is not None:
+            facets["schema"] = SchemaDatasetFacet(
+                fields=[SchemaDatasetFacetFields(name=name, type=kind) for name, kind in facts["columns"].items()]
+            )
+        output_facets: dict[str, Any] = {}
+        if manifest["written"]:
+            change = LifecycleStateChange.OVERWRITE if manifest["replaced"] else LifecycleStateChange.CREATE
+            facets["lifecycleStateChange"] = LifecycleStateChangeDatasetFacet(lifecycleStateChange=change)
+            output_facets["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
+                rowCount=manifest["rows"], size=manifest["bytes"]
+            )
+        namespace, name = _lineage_name(facts["path"])
+        output = OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=output_facets)
+        return OperatorLineage(inputs=inputs, outputs=[output])
 
     # -- inputs -----------------------------------------------------------------------------------
 
@@ -585,9 +716,32 @@ class CloudflarePaygoUsageOperator(BaseOperator):
             return
         for outlet in self.outlets:
             if isinstance(outlet, AssetAlias):
-                outlet_events[outlet].add(Asset(manifest["uri"]), extra=manifest)
+                if manifest["written"]:  # an alias names the objects written: an unchanged one is not
+                    outlet_events[outlet].add(Asset(manifest["uri"]), extra=manifest)
             elif isinstance(outlet, Asset):
                 outlet_events[outlet].extra.update(manifest)
+
+
+def _lineage_name(path: ObjectStoragePath) -> tuple[str, str]:
+    """OpenLineage's (namespace, name) of an object: ``file`` and its absolute path on a local disk, else
+    ``scheme://bucket`` and the key (OpenLineage's naming for S3, GCS and other object stores)."""
+    protocol = path.protocol or "file"
+    if protocol in ("file", "local"):
+        return "file", path.path
+    bucket, _, key = path.path.partition("/")
+    return f"{protocol}://{bucket}", key
+
+
+def _lineage_enabled() -> bool:
+    """Whether the OpenLineage provider is installed and configured to send events (found without importing
+    OpenLineage itself: its configuration module reads Airflow's configuration only)."""
+    try:
+        if importlib.util.find_spec("airflow.providers.openlineage") is None:
+            return False
+        from airflow.providers.openlineage.conf import is_disabled
+    except ImportError:
+        return False
+    return not is_disabled()
 
 
 def _midnight(day: dt.date) -> dt.datetime:

@@ -786,3 +786,85 @@ class _ParquetWriter:
             self._writer = pq.ParquetWriter(self._fileobj, self._schema, compression="snappy")
         self._writer.close()
         return self._rows
+
+
+# -- readers: a file this module wrote, streamed back --------------------------------------------
+
+
+def read_records(local_path: str, file_format: str, columns: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """Stream the records of a local file in ``file_format`` (as this module writes it), with only ``columns``.
+
+    Numbers come back exact (JSON numbers as :class:`~decimal.Decimal`, Parquet decimals as they are stored,
+    CSV fields as text, an empty field as None); one record or one Parquet batch is held at a time.
+
+    :raises ValueError: the file is not in that format, or lacks one of ``columns`` (saying which)
+    """
+    if file_format in ("jsonl", "json"):
+        import ijson
+
+        with open(local_path, "rb") as handle:
+            # ijson without use_float: every number with a fraction is a Decimal, as in the hook.
+            items = (
+                ijson.items(handle, "", multiple_values=True) if file_format == "jsonl" else ijson.items(handle, "item")
+            )
+            try:
+                for row, item in enumerate(items, 1):
+                    if not isinstance(item, dict):
+                        raise ValueError(f"record {row} of {local_path} is not a JSON object")
+                    yield {column: _present(item, column, row) for column in columns}
+            except ijson.JSONError as exc:
+                raise ValueError(f"{local_path} is not {file_format.upper()}: {exc}") from None
+    elif file_format == "csv":
+        with open(local_path, encoding="utf-8", newline="") as text:
+            reader = csv.DictReader(text, dialect="excel")
+            missing = [c for c in columns if c not in (reader.fieldnames or ())]
+            if missing:
+                raise ValueError(f"{local_path} has no column {', '.join(missing)} in its header")
+            for line in reader:
+                yield {column: line[column] or None for column in columns}
+    elif file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(local_path)
+        missing = [c for c in columns if c not in parquet.schema_arrow.names]
+        if missing:
+            raise ValueError(f"{local_path} has no column {', '.join(missing)} in its schema")
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH, columns=list(columns)):
+            yield from batch.to_pylist()
+    else:
+        raise ValueError(f"Unknown file format {file_format!r}: use one of {', '.join(FILE_FORMATS)}.")
+
+
+def _present(item: Mapping[str, Any], column: str, row: int) -> Any:
+    if column not in item:
+        raise ValueError(f"record {row} has no column {column}")
+    return item[column]
+
+
+def file_columns(local_path: str, file_format: str, column_types: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The columns of a local file in ``file_format`` (as this module writes it) and their types.
+
+    Parquet gives its schema's Arrow types (``decimal128(38, 18)``, ``timestamp[ms, tz=UTC]``, ``int64``,
+    ``string``). CSV (its header) and JSON Lines and JSON (read through once: their records carry their own
+    keys) give this module's kinds (``timestamp``, ``decimal``, ``integer``, ``string``), as :func:`column_kind`
+    gives them for ``column_types`` (a FOCUS dataset's) or the API's column names.
+    """
+    if file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        return {field.name: str(field.type) for field in pq.read_schema(local_path)}
+    if file_format == "csv":
+        with open(local_path, encoding="utf-8", newline="") as text:
+            names: list[str] = next(csv.reader(text, dialect="excel"), [])
+    else:
+        import ijson
+
+        seen: set[str] = set()
+        prefix = "" if file_format == "jsonl" else "item"
+        with open(local_path, "rb") as handle:
+            for path, event, value in ijson.parse(handle, multiple_values=True):
+                if event == "map_key" and path == prefix:
+                    seen.add(value)
+        names = [c for c in column_types if c in seen] if column_types is not None else _ordered(seen)
+        names += sorted(seen.difference(names))
+    return {name: column_kind(name, column_types) for name in names}

@@ -188,18 +188,78 @@ def xcom_backend_offloads() -> bool:
 # -- writing, atomically ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PreviousObject:
+    """The object a destination held before a landing: its size and sha256, and what the caller read from it.
+
+    ``summary`` is what :func:`land`'s ``summarise`` returned for it (None when the bytes were the same, so not
+    read, or without ``summarise``).
+    """
+
+    size: int
+    sha256: str
+    summary: Any = None
+
+
+@dataclass(frozen=True)
+class Landing:
+    """What :func:`land` did: the file's size and sha256, whether it was written, and the object it replaced.
+
+    ``previous`` is None when the destination held no object; ``written`` is False only when it held these
+    very bytes (same sha256), which were then left as they were.
+    """
+
+    size: int
+    sha256: str
+    written: bool
+    previous: PreviousObject | None
+    inspected: Any = None
+
+    @property
+    def unchanged(self) -> bool:
+        """The destination already held these bytes: nothing was written."""
+        return not self.written
+
+
 def write_atomically(write: Writer, path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
     """Write a file to ``path`` so that readers see the old object or the new one, never a part.
 
-    The file is written aside and verified first; then it is committed whole: ``os.replace`` of a
-    temporary sibling on a local disk; one upload of the complete object to an object store (where a
-    PUT is atomic); elsewhere an upload to a temporary sibling and a rename. On any failure (the writer's
-    own checks included) the temporary file is removed and the previous object is untouched.
+    :func:`land` without comparing to the object already there: the file is always committed.
+
+    :return: (bytes written, sha256 hex digest)
+    """
+    landing = land(write, path, file_format, compare=False)
+    return landing.size, landing.sha256
+
+
+def land(
+    write: Writer,
+    path: ObjectStoragePath,
+    file_format: str,
+    *,
+    compare: bool = True,
+    summarise: Callable[[str], Any] | None = None,
+    inspect: Callable[[str], Any] | None = None,
+) -> Landing:
+    """Write a file to ``path`` atomically, unless the destination already holds the same bytes.
+
+    The file is written aside and verified first (size, sha256, a Parquet file's row count). With
+    ``compare``, the object already at ``path`` (if any) is read in 1 MiB chunks to hash it: the same sha256
+    leaves it untouched (no write, its modification time and version stay); another one is a replacement.
+    Then the file is committed whole: ``os.replace`` of a temporary sibling on a local disk; one upload of
+    the complete object to an object store (where a PUT is atomic); elsewhere an upload to a temporary
+    sibling and a rename. On any failure (the writer's own checks, ``summarise`` or ``inspect`` included)
+    the staged file is removed and the previous object is untouched.
 
     :param write: writes the file's bytes to the open staged file and returns the rows it wrote
     :param path: the destination
     :param file_format: the format written, for the staged file's own checks (a Parquet file's row count)
-    :return: (bytes written, sha256 hex digest)
+    :param compare: compare with the object already at ``path``; False always writes
+    :param summarise: called, before the commit, with a local path holding the bytes of the object about to be
+        replaced (the object itself on a local disk, else a downloaded copy); its result is the
+        ``previous.summary``
+    :param inspect: called with the local path of the staged file, written or not; its result is
+        ``Landing.inspected``
     """
     from fsspec.implementations.local import LocalFileSystem
 
@@ -211,16 +271,39 @@ def write_atomically(write: Writer, path: ObjectStoragePath, file_format: str) -
         os.makedirs(os.path.dirname(target), exist_ok=True)
         staged = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
         try:
-            result = _stage(write, staged, file_format)
+            size, digest = _stage(write, staged, file_format)
+            inspected = None if inspect is None else inspect(staged)
+            previous = None
+            if compare and os.path.isfile(target):
+                with open(target, "rb") as handle:
+                    previous = PreviousObject(*_hashed(handle))
+                if previous.sha256 == digest:
+                    return Landing(size, digest, False, previous, inspected)
+                if summarise is not None:
+                    previous = PreviousObject(previous.size, previous.sha256, summarise(target))
             os.replace(staged, target)
         finally:
             if os.path.exists(staged):
                 os.remove(staged)
-        return result
+        return Landing(size, digest, True, previous, inspected)
 
     with tempfile.TemporaryDirectory(prefix="cfbilling-") as workdir:
         local = os.path.join(workdir, "staged")
         size, digest = _stage(write, local, file_format)
+        inspected = None if inspect is None else inspect(local)
+        previous = None
+        if compare:
+            fs.invalidate_cache(path.path)  # a listing cached earlier must not hide an object written since
+            if fs.isfile(path.path):
+                with fs.open(path.path, "rb") as handle:
+                    previous = PreviousObject(*_hashed(handle))
+                if previous.sha256 == digest:
+                    return Landing(size, digest, False, previous, inspected)
+                if summarise is not None:
+                    # Read from a local copy: the formats' readers seek (Parquet's footer) and stream from disk.
+                    copy = os.path.join(workdir, "previous")
+                    fs.get_file(path.path, copy)
+                    previous = PreviousObject(previous.size, previous.sha256, summarise(copy))
         if path.protocol in _SINGLE_PUT_PROTOCOLS:
             fs.put_file(local, path.path)
         else:
@@ -238,7 +321,17 @@ def write_atomically(write: Writer, path: ObjectStoragePath, file_format: str) -
                 f"{clean_uri(path)} holds {landed} bytes after the upload, not the {size} written: the "
                 "object store changed it or another writer raced this one. Re-run the task."
             )
-    return size, digest
+    return Landing(size, digest, True, previous, inspected)
+
+
+def _hashed(handle: IO[bytes]) -> tuple[int, str]:
+    """(size, sha256 hex) of what ``handle`` reads, in 1 MiB chunks: never the whole object in memory."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
 
 
 def _stage(write: Writer, local_path: str, file_format: str) -> tuple[int, str]:
@@ -247,15 +340,11 @@ def _stage(write: Writer, local_path: str, file_format: str) -> tuple[int, str]:
         rows = write(handle)
         handle.flush()
         os.fsync(handle.fileno())
-    digest = hashlib.sha256()
-    size = 0
     with open(local_path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
+        size, digest = _hashed(handle)
     if file_format == "parquet":
         _verify_parquet(local_path, rows)
-    return size, digest.hexdigest()
+    return size, digest
 
 
 def _verify_parquet(local_path: str, rows: int) -> None:

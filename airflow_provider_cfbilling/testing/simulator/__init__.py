@@ -62,6 +62,9 @@ Faults (``sim.add_fault(kind, account_id=None, times=None, path=None, **params)`
                       published schema's example record)
 ``cost_mismatch``     ``day``, ``service``, ``delta`` (0.01): that row's ContractedCost differs from
                       the movement of CumulatedContractedCost
+``restated``          ``day``, ``service``, ``delta`` (1.5): Cloudflare restated that day: its cost (every
+                      zone's row) moves by ``delta`` and so does every CumulatedContractedCost from that
+                      day to the period's end (the answer still reconciles)
 ``path_moved``        beta path answers 7003+7000 (``code`` for one), ``status`` 404 or 400;
                       ``also_interim``, ``also_current``, ``routes``
 ===================== =============================================================================

@@ -37,6 +37,7 @@ ROW_FAULTS = (
     "long_decimals",
     "huge_integer",
     "cost_mismatch",
+    "restated",
 )
 ROUTE_FAULTS = ("path_moved", "info_unavailable")
 FAULT_KINDS: frozenset[str] = frozenset(ANSWER_FAULTS + SEND_FAULTS + RESULT_FAULTS + ROW_FAULTS + ROUTE_FAULTS)
@@ -137,6 +138,15 @@ def validate_fault(kind: str, times: int | None, params: dict[str, Any]) -> None
             Decimal(str(params.get("delta", "0.01")))
         except InvalidOperation:
             raise ValueError("cost_mismatch 'delta' must be a decimal number") from None
+    if kind == "restated":
+        if not isinstance(params.get("day"), str) or not _DAY_RE.fullmatch(params["day"]):
+            raise ValueError("restated needs 'day' (YYYY-MM-DD), 'service' (a ServiceName) and 'delta'")
+        if not isinstance(params.get("service"), str):
+            raise ValueError("restated needs 'service' (a ServiceName)")
+        try:
+            Decimal(str(params.get("delta", "1.5")))
+        except InvalidOperation:
+            raise ValueError("restated 'delta' must be a decimal number") from None
     for name in ("delay", "body_delay", "retry_after"):
         value = params.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
@@ -168,4 +178,6 @@ def row_shape(faults: Sequence[Fault], columns: tuple[str, ...]) -> RowShape:
             changes["huge_integer"] = True
         elif fault.kind == "cost_mismatch":
             changes["mismatch"] = (params["day"], params["service"], str(params.get("delta", "0.01")))
+        elif fault.kind == "restated":
+            changes["restated"] = (params["day"], params["service"], str(params.get("delta", "1.5")))
     return RowShape(columns, frozenset(missing), frozenset(nulls), extra=tuple(extra), **changes)

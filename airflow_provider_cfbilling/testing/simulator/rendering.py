@@ -54,6 +54,7 @@ class RowShape:
     long_digits: int | None = None  # significant digits of every cost (long_decimals)
     huge_integer: bool = False
     mismatch: tuple[str, str, str] | None = None  # (day, service, delta) of cost_mismatch
+    restated: tuple[str, str, str] | None = None  # (day, service, delta) of restated
 
 
 _Q6 = Decimal("0.000001")
@@ -237,6 +238,12 @@ def render_rows(account: SimAccount, first: date, last: date, zones: int, shape:
             costs, pqs = cum_costs[service_index], cum_pqs[service_index]
             render = make_renderer(_block_constants(account, service, day, period_start, shape.timestamp_style))
             mismatch = shape.mismatch is not None and shape.mismatch[:2] == (day_text, service.name)
+            # A restatement changes the day's cost and, consistently, every running total from that day on.
+            restated = (
+                Decimal(shape.restated[2])
+                if shape.restated is not None and shape.restated[:2] == (day_text, service.name)
+                else None
+            )
             rows: list[str] = []
             for zone_index, (zone_id, zone_name, zone_seed) in enumerate(zone_rows):
                 # A cheap 64-bit mix of the (account, service, day) hash with the zone's seed keeps
@@ -245,6 +252,8 @@ def render_rows(account: SimAccount, first: date, last: date, zones: int, shape:
                 quantity = low + ((mixed ^ (mixed >> 29)) % span)
                 pricing = quantity - included if quantity > included else 0
                 cost = (price * pricing).quantize(_Q6, rounding=ROUND_HALF_EVEN)
+                if restated is not None:
+                    cost += restated
                 if long_context is not None:
                     cost = long_context.multiply(cost, _LONG_FACTOR)
                     cum_cost = _EXACT.add(costs[zone_index], cost)
@@ -255,7 +264,7 @@ def render_rows(account: SimAccount, first: date, last: date, zones: int, shape:
                 cum_pq = pqs[zone_index] + reported_pricing
                 pqs[zone_index] = cum_pq
                 if emit:
-                    if long_context is not None or mismatch:
+                    if long_context is not None or mismatch or restated is not None:
                         shown = cost + Decimal(shape.mismatch[2]) if mismatch and shape.mismatch else cost
                         cost_text, cum_text = _decimal_text(shown), _decimal_text(cum_cost)
                         mismatch = False  # only the block's first row
