@@ -201,6 +201,14 @@ class SimulatorProcess:
     def requests(self) -> list[dict[str, Any]]:
         return list(self._control("GET", "requests"))
 
+    def generate_accounts(self, count: int) -> list[str]:
+        """Add ``count`` generated accounts with usage; returns their ids."""
+        return list(self._control("POST", "accounts", {"generate": count})["accounts"])
+
+    def add_token(self, token: str, accounts: Sequence[str] | None = None) -> None:
+        """A Billing Read token that sees only ``accounts`` (None: every account)."""
+        self._control("POST", "tokens", {"token": token, "accounts": None if accounts is None else list(accounts)})
+
 
 @contextmanager
 def simulator(tokens: Iterable[str] = ()) -> Iterator[SimulatorProcess]:

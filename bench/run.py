@@ -2,7 +2,7 @@
 
     uv run --frozen python bench/run.py            # full run (about 15 minutes), writes bench/RESULTS.md
     uv run --frozen python bench/run.py --smoke    # tiny sizes, checks the answers only (CI; < 1 minute)
-    uv run --frozen python bench/run.py --only calls,ratelimit --output /tmp/partial.md
+    uv run --frozen python bench/run.py --only calls,fleet --output /tmp/partial.md
 
 Benchmarks 3 (large answers through the operator) and 4 (waiting: deferrable vs poke) plug in as
 ``bench/bench_large.py`` and ``bench/bench_wait.py``: a module with ``TITLE`` and
@@ -30,7 +30,7 @@ BENCHMARKS = (
     ("calls", "bench.bench_calls", "2. Per-call cost"),
     ("large", "bench.bench_large", "3. Large answers end to end (operator to Parquet/JSONL)"),
     ("wait", "bench.bench_wait", "4. Waiting for a period to close (deferrable vs poke)"),
-    ("ratelimit", "bench.bench_ratelimit", "5. Rate limits"),
+    ("fleet", "bench.bench_fleet", "5. Rate limits across a fleet of tasks (Celery and LocalExecutor)"),
 )
 COMMAND = "uv run --frozen python bench/run.py"
 

@@ -5,6 +5,10 @@ loopback), creates the token's pool (4 slots, deferred tasks counted) and runs t
 ``example_cloudflare_all_accounts``: one task discovers the 20 accounts the token sees, 20 mapped tasks
 land them, each in a process of its own, as Airflow runs every task. The simulator enforces a scaled-down
 limit, 5 requests per 6 s with a 60 s block on excess, far less than the tasks would send unthrottled.
+
+The same test runs on a distributed deployment (``celery``, see :class:`engine.CeleryEngine`): CeleryExecutor
+with a Redis broker and a PostgreSQL metadata database, two Celery workers of 2 slots each, and must show
+that both workers ran tasks (two hostnames in ``task_instance.hostname``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import EXAMPLE_DAGS
-from engine import Engine, wait_until
+from engine import CeleryEngine, Engine, wait_until
 
 DAG_ID = "example_cloudflare_all_accounts"
 ACCOUNTS = 20
@@ -25,8 +29,8 @@ POOL_SLOTS = 4
 RUN_TIMEOUT = 600
 
 
-@pytest.fixture
-def fleet_engine(sim: Any, tmp_path: Path) -> Iterator[tuple[Engine, list[str], Path]]:
+@pytest.fixture(params=["local", "celery"])
+def fleet_engine(request: pytest.FixtureRequest, sim: Any, tmp_path: Path) -> Iterator[tuple[Engine, list[str], Path]]:
     home = tmp_path / "airflow-home"
     (home / "dags").mkdir(parents=True)
     shutil.copy(EXAMPLE_DAGS / f"{DAG_ID}.py", home / "dags")
@@ -41,16 +45,12 @@ def fleet_engine(sim: Any, tmp_path: Path) -> Iterator[tuple[Engine, list[str], 
         "password": token,
         "extra": {"concurrent_tasks": POOL_SLOTS},
     }
-    engine = Engine(
-        home,
-        {
-            "AIRFLOW_CONN_CLOUDFLARE_DEFAULT": json.dumps(connection),
-            "CFBILLING_EXAMPLE_BASE_URI": f"file://{landing}",
-        },
-    )
-    engine.airflow("db", "migrate")
-    engine.airflow("pools", "set", "cloudflare_billing", str(POOL_SLOTS), "Cloudflare token", "--include-deferred")
+    env = {"AIRFLOW_CONN_CLOUDFLARE_DEFAULT": json.dumps(connection), "CFBILLING_EXAMPLE_BASE_URI": f"file://{landing}"}
+    # Two workers of 2 slots: the pool's 4 slots span both.
+    engine = CeleryEngine(home, env, workers=2, concurrency=2) if request.param == "celery" else Engine(home, env)
     try:
+        engine.airflow("db", "migrate")
+        engine.airflow("pools", "set", "cloudflare_billing", str(POOL_SLOTS), "Cloudflare token", "--include-deferred")
         engine.start()
         yield engine, accounts, landing
     finally:
@@ -75,8 +75,8 @@ def test_every_discovered_account_lands_once_and_the_token_is_never_rate_limited
         return engine.query("SELECT run_id, task_id, map_index, state FROM task_instance WHERE dag_id = ?", DAG_ID)
 
     def finished() -> bool:
-        # A run ends success or failed once each of its tasks has (a failed discovery ends it at once).
         current = runs()
+        # A run that failed early (its discovery failed: no mapped tasks) finishes too; the asserts tell.
         return any(run_id.startswith("manual__") for run_id, _ in current) and all(
             state in ("success", "failed") for _, state in current
         )
@@ -84,7 +84,7 @@ def test_every_discovered_account_lands_once_and_the_token_is_never_rate_limited
     wait_until(engine, "the fleet to finish", finished, timeout=RUN_TIMEOUT)
 
     assert {state for *_, state in states()} == {"success"}, f"{states()}\n{engine.diagnostics()}"
-    assert len(states()) == len(runs()) * (1 + ACCOUNTS), states()  # discovery and one task per account
+    assert len(states()) == len(runs()) * (1 + ACCOUNTS), states()
     log = sim.requests
     assert [r["status"] for r in log].count(429) == 0, [r["status"] for r in log]
     fetched = [r["account_id"] for r in log if r["path"].endswith("/billable-usage")]
@@ -92,4 +92,7 @@ def test_every_discovered_account_lands_once_and_the_token_is_never_rate_limited
     assert set(fetched) == set(accounts) and all(fetched.count(a) >= len(runs()) for a in accounts)
     landed = sorted(p.relative_to(landing).parts[1] for p in landing.rglob("usage.jsonl"))
     assert landed == sorted(f"account={account}" for account in accounts)  # every account once
-    print(f"fleet e2e: {len(runs())} run(s), {len(log)} API requests, {len(fetched)} usage fetches, no 429")
+    if isinstance(engine, CeleryEngine):  # the fleet really was spread over both workers
+        hostnames = {h for (h,) in engine.query("SELECT DISTINCT hostname FROM task_instance WHERE dag_id = ?", DAG_ID)}
+        assert hostnames == {f"{worker}.cfbilling-e2e" for worker in engine.workers}, hostnames
+    print(f"fleet e2e ({type(engine).__name__}): {len(runs())} run(s), {len(log)} requests, {len(fetched)} fetches")
