@@ -19,8 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import _DAGS_FOLDER, airflow_env, connection_uri_json
-from test_operator_s3 import BUCKET, s3, s3_endpoint  # noqa: F401 (fixtures)
+from conftest import _DAGS_FOLDER, BUCKET, airflow_env, connection_uri_json
 
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
@@ -139,7 +138,7 @@ def test_focus_schema_and_an_unchanged_object(cloudflare: Any, lineage_enabled: 
 
 def test_s3_object_named_by_bucket_and_key(
     cloudflare: Any,
-    s3: Any,  # noqa: F811 (the fixture)
+    s3: Any,
     lineage_enabled: Path,
 ) -> None:
     _, conn_id = s3

@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import connection_uri_json
+from conftest import BUCKET, body, connection_uri_json, keys
 from test_contract import strict_response_schema, validate
-from test_operator_s3 import BUCKET, body, keys, s3, s3_endpoint  # noqa: F401 (fixtures)
 
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import SIM_TOKEN, STANDARD_ACCOUNT
@@ -246,7 +245,7 @@ def test_a_failure_during_the_restatement_write_keeps_the_old_object(
 
 def test_s3_unchanged_is_not_uploaded_and_a_restatement_replaces_the_object(
     cloudflare: Any,
-    s3: Any,  # noqa: F811 (the fixture)
+    s3: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     client, conn_id = s3
@@ -286,7 +285,7 @@ def land_and_restate(cloudflare: Any, client: Any, kwargs: dict[str, Any], capsy
 
 def test_s3_a_failed_restatement_upload_keeps_the_old_object(
     cloudflare: Any,
-    s3: Any,  # noqa: F811 (the fixture)
+    s3: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, conn_id = s3
