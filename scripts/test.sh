@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the suite drives, installed when missing:
 # - the connection-form test (tests/test_connection_form_browser.py) drives Debian's Chromium: Playwright is
 #   pointed at /usr/bin/chromium, since no browser build can be downloaded here (never `playwright install`);
-# - the distributed e2e test and benchmark (tests/test_fleet_celery_e2e.py, bench/bench_fleet.py) start a
+# - the distributed e2e test and benchmark (tests/test_fleet_e2e.py, its celery case, and bench/bench_fleet.py) start a
 #   private Redis server as the Celery broker: Debian's redis-server (PostgreSQL 15's binaries are on the machine).
 packages=()
 [ -x /usr/bin/chromium ] || packages+=(chromium chromium-driver)
