@@ -219,6 +219,28 @@ def test_every_path_gone_is_an_actionable_error(sim, cloudflare_conn):
     assert sim.request_count() == 3  # the three known paths, once each
 
 
+def test_a_configured_info_path_is_used_as_given_without_guessing(sim, use_conn):
+    info = use_conn(info_path="/accounts/{account_id}/paygo-usage-info").get_billing_info()
+    assert info["covered"] is True
+    assert [r["path"].split(STANDARD_ACCOUNT)[1] for r in sim.requests] == ["/paygo-usage-info"]
+
+    with pytest.raises(CloudflareRouteNotFoundError) as err:
+        use_conn(info_path="/accounts/{account_id}/info-from-the-future").get_billing_info()
+    assert [r["path"].rsplit("/", 1)[-1] for r in sim.requests[1:]] == ["info-from-the-future"]
+    assert "configured info path" in str(err.value) and "info_path" in str(err.value)
+
+
+def test_a_learned_path_is_remembered_per_connection(sim, cloudflare_conn, monkeypatch):
+    """What one connection learned is not assumed for another (it may point at another gateway or token)."""
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_OTHER", connection_uri_json(sim.url, SIM_TOKEN, STANDARD_ACCOUNT))
+    sim.add_fault("path_moved", routes=["billable-usage"])
+    CloudflareBillingHook().get_paygo_usage()  # cloudflare_default learns /paygo-usage
+    CloudflareBillingHook(cloudflare_conn_id="cloudflare_other").get_paygo_usage()
+    CloudflareBillingHook().get_paygo_usage()
+    paths = [r["path"].split(STANDARD_ACCOUNT)[1] for r in sim.requests]
+    assert paths == ["/billable-usage", "/paygo-usage", "/billable-usage", "/paygo-usage", "/paygo-usage"]
+
+
 def test_info_path_falls_back(sim, cloudflare_conn):
     sim.add_fault("path_moved", routes=["billable-usage/info"])
     info = CloudflareBillingHook().get_billing_info()

@@ -898,3 +898,28 @@ def test_list_accounts_paging_and_token_scopes(sim):
     sim.add_fault("rate_limit", times=1, path="/accounts")
     assert requests.get(f"{sim.url}/accounts", headers=BEARER, timeout=10).status_code == 429
     assert control(sim, "POST", "accounts", {"generate": 2}).json()["accounts"][0] not in generated
+
+
+SIMULATOR_IMPORTS = """
+import pathlib, sys, sysconfig
+before = set(sys.modules)
+import airflow_provider_cfbilling.testing.simulator
+stdlib = pathlib.Path(sysconfig.get_paths()["stdlib"]).resolve()  # the base interpreter's, even in a venv
+package = pathlib.Path(airflow_provider_cfbilling.__file__).resolve().parent
+for name in sorted(set(sys.modules) - before):
+    path = getattr(sys.modules[name], "__file__", None)
+    if path is None:
+        continue  # built into the interpreter
+    path = pathlib.Path(path).resolve()
+    if path.is_relative_to(package) or (path.is_relative_to(stdlib) and "site-packages" not in path.parts):
+        continue
+    print(name, path)
+"""
+
+
+def test_the_simulator_needs_the_standard_library_only():
+    """It runs wherever the provider is installed (``cfbilling-simulator``), with none of the dev or extra
+    dependencies, and models the API without borrowing the client's code: a fresh interpreter imports it and
+    loads no module from outside the standard library and this package."""
+    loaded = subprocess.run([sys.executable, "-c", SIMULATOR_IMPORTS], capture_output=True, text=True, check=True)
+    assert loaded.stdout == "", f"the simulator imports modules from outside the standard library:\n{loaded.stdout}"
