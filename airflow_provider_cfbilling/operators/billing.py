@@ -163,11 +163,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         Without it the task waits in the worker up to the connection's ``max_retry_wait``, then fails with
         the wait in the message and Airflow's retries take over. Default ``[operators] default_deferrable``.
 
-    **Many accounts, one token**: run the tasks in an Airflow pool for the token, created with
-    ``--include-deferred``, and set the connection extra ``concurrent_tasks`` to its slots. Each task
-    keeps that many requests of every rate-limit window for the others; one that saw the window spent
-    down to them waits for its reset before it gives its slot up, so the next task's first request is
-    safe (see ``utils/ratelimit.py``).
+    **Many accounts, one token**: see that section of docs/hook.md (a pool, ``concurrent_tasks``).
     """
 
     template_fields: Sequence[str] = (
