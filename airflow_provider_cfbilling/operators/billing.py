@@ -4,8 +4,8 @@ The operator composes the hook (HTTP), ``utils.periods`` (billing periods), ``ut
 formats) and ``utils.reconcile`` (exact totals and reconciliation). It imports nothing heavy at module
 level: pyarrow and the fsspec backends load inside ``execute``, so DAG files stay cheap to parse.
 
-The window rules (what is asked of the API and which rows are kept) live in :class:`UsageWindow`;
-the user documentation explains them once, in docs/operator.md.
+What a window asks of the API lives in :class:`UsageWindow`, which rows it keeps in ``utils.ledger``
+(``UsageLedger.keeps``); the user documentation explains them once, in docs/operator.md.
 """
 
 from __future__ import annotations
