@@ -4,8 +4,8 @@ The operator composes the hook (HTTP), ``utils.periods`` (billing periods), ``ut
 formats) and ``utils.reconcile`` (exact totals and reconciliation). It imports nothing heavy at module
 level: pyarrow and the fsspec backends load inside ``execute``, so DAG files stay cheap to parse.
 
-The window rules (what is asked of the API and which rows are kept) live in :class:`UsageWindow`;
-the user documentation explains them once, in docs/operator.md.
+What a window asks of the API lives in :class:`UsageWindow`, which rows it keeps in ``utils.ledger``
+(``UsageLedger.keeps``); the user documentation explains them once, in docs/operator.md.
 """
 
 from __future__ import annotations
@@ -163,11 +163,7 @@ class CloudflarePaygoUsageOperator(BaseOperator):
         Without it the task waits in the worker up to the connection's ``max_retry_wait``, then fails with
         the wait in the message and Airflow's retries take over. Default ``[operators] default_deferrable``.
 
-    **Many accounts, one token**: run the tasks in an Airflow pool for the token, created with
-    ``--include-deferred``, and set the connection extra ``concurrent_tasks`` to its slots. Each task
-    keeps that many requests of every rate-limit window for the others; one that saw the window spent
-    down to them waits for its reset before it gives its slot up, so the next task's first request is
-    safe (see ``utils/ratelimit.py``).
+    **Many accounts, one token**: see that section of docs/hook.md (a pool, ``concurrent_tasks``).
     """
 
     template_fields: Sequence[str] = (
