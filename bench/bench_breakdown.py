@@ -126,7 +126,9 @@ def _instrument(clock: StageClock, file_format: str) -> None:
     clock.wrap(hook_module.CloudflareBillingHook, "download_paygo_usage", "fetch: request, headers, rate-limit slot")
     clock.wrap(hook_module, "_download", "download: body streamed to the spool file")
     clock.wrap(hook_module, "scan_head", "envelope head scan (scan_head)")
-    clock.wrap(operator_module, "land", "landing: fsspec filesystem (first use), directory checks")
+    clock.wrap(
+        operator_module, "land", "landing: ObjectStoragePath.fs (first use: Airflow finds the filesystem), checks"
+    )
     clock.wrap(os, "replace", "commit: os.replace of the staged file")
     clock.wrap(storage, "_stage", "staging: open, flush, fsync")
     clock.wrap(storage, "_hashed", "sha256 of the staged file")
@@ -404,6 +406,11 @@ def measure(size: int, repeats: int) -> dict[str, Any]:
 def report(measured: dict[str, Any]) -> str:
     samples = measured["samples"]
     seconds = {run: median([s["seconds"] for s in samples[run]]) for run in RUNS}
+
+    def spread(run: str) -> str:
+        values = [s["seconds"] for s in samples[run]]
+        return f"{median(values):.3f} s ({min(values):.2f}-{max(values):.2f})"
+
     parts = [
         f"{measured['rows']:,} records, {measured['body'] / 1e6:.1f} MB of JSON; median of "
         f"{len(samples['levers'])} runs each, fresh process per run, interleaved; load average (1, 5, 15 min) "
@@ -422,16 +429,20 @@ def report(measured: dict[str, Any]) -> str:
             for label, value in sorted(stages.items(), key=lambda item: -item[1])
         ]
         table.append(["**sum of the stages**", f"{sum(stages.values()):.3f} s", ""])
-        table.append(["the instrumented run's total (median)", f"{instrumented:.3f} s", "100%"])
+        table.append(["the instrumented run's total, median (min-max)", spread(f"stages {file_format}"), "100%"])
         table.append(
             [
-                "the operator's run, uninstrumented (median)",
-                f"{operator:.3f} s",
+                "the operator's run, uninstrumented, median (min-max)",
+                spread(f"operator {file_format}"),
                 f"residual {instrumented - operator:+.3f} s ({100 * (instrumented - operator) / operator:+.1f}%)",
             ]
         )
         table.append(
-            ["the hand-written script (median)", f"{script:.3f} s", f"operator/script {ratio(operator, script):.2f}x"]
+            [
+                "the hand-written script, median (min-max)",
+                spread(f"script {file_format}"),
+                f"operator/script {ratio(operator, script):.2f}x",
+            ]
         )
         parts.append(
             f"**{file_format}**: the operator's stages (exclusive times)\n\n"
