@@ -477,7 +477,7 @@ def report(measured: dict[str, Any]) -> str:
             f"**{file_format}**: the operator's stages (exclusive times)\n\n"
             + markdown_table(["stage", "seconds", "share"], table)
         )
-        parts.append(_projections(file_format, stages, levers, operator, script, seconds))
+        parts.append(_projections(file_format, stages, levers, operator * ratio(1, instrumented), script, seconds))
     lever_rows = [[name, f"{value:.3f} s"] for name, value in levers.items()]
     parts.append(
         "Levers, measured in isolation on the same kept records\n\n"
@@ -508,7 +508,7 @@ def _projections(
     file_format: str,
     stages: dict[str, float],
     levers: dict[str, float],
-    operator: float,
+    per_second: float,
     script: float,
     seconds: dict[str, float],
 ) -> str:
@@ -519,6 +519,7 @@ def _projections(
     (``stage * (lever / current - 1)`` saved or added), so that the two processes' different speeds on a
     shared machine do not enter the projection.
     """
+    operator = seconds[f"operator {file_format}"]
     ijson_stage = stages.get("pass: ijson record stream (SpooledRecords)", 0.0)
 
     def scaled(stage: float, lever: float, current: float) -> float:
@@ -562,16 +563,24 @@ def _projections(
                     "a floor: checks and sums in Arrow, and the envelope re-framed as lines, not counted",
                 )
             )
+    # ``per_second``: the uninstrumented operator's seconds per instrumented second, so that a stage's share of
+    # the instrumented run is the share it takes of the operator's own time.
     rows = [
-        [name, f"{delta:+.3f} s", f"{operator + delta:.3f} s", f"{ratio(operator + delta, script):.2f}x", note]
+        [
+            name,
+            f"{delta * per_second:+.3f} s",
+            f"{operator + delta * per_second:.3f} s",
+            f"{ratio(operator + delta * per_second, script):.2f}x",
+            note,
+        ]
         for name, delta, note in swaps
     ]
     rows.append(
         [
             "(no ijson at all: the stream's time removed)",
-            f"{-ijson_stage:+.3f} s",
-            f"{operator - ijson_stage:.3f} s",
-            f"{ratio(operator - ijson_stage, script):.2f}x",
+            f"{-ijson_stage * per_second:+.3f} s",
+            f"{operator - ijson_stage * per_second:.3f} s",
+            f"{ratio(operator - ijson_stage * per_second, script):.2f}x",
             "a floor, not a lever",
         ]
     )
