@@ -21,7 +21,10 @@ measured in the same run, each run a fresh process, interleaved, median of N:
   against the code it would replace, on the same kept records: JSON Lines encoded by msgspec (exact
   decimals with ``decimal_format="number"``; keys in column order, and in the API's order) against
   ``json_lines``; Parquet's Arrow conversion with the timestamps cast by Arrow from their text, and in
-  batches of 25,000 records, against the writer as it is.
+  batches of 25,000 records, against the writer as it is; and a columnar path's core, the records' JSON text
+  (as lines) read straight into Arrow by ``pyarrow.json`` with the explicit schema, then written. Each
+  lever is projected onto the operator's time by its speed ratio on the stage it replaces, scaled to the
+  uninstrumented operator's seconds.
 * ``parse <parser>``: the whole spooled answer parsed by ijson (streamed), ``json.load`` and msgspec (both
   whole-document, numbers with a fraction as exact ``Decimal``): time, and peak RSS above idle as a multiple
   of the body.
