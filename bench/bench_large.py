@@ -233,13 +233,10 @@ def run(*, smoke: bool, sizes: tuple[int, ...] | None = None, repeats: int | Non
             why=""
             if worst_time <= TARGET_TIME_MULTIPLE
             else (
-                "The bound is per-record Python work the script does not do. At 100k records (in-process, best of "
-                "3): ijson's pass over the spool 0.68 s (json.load 0.50 s), the checks, window, totals and running "
-                "reconciliation 0.31 s; JSON Lines encoding 1.45 s against the script's 0.66 s: the same C encoder "
-                "(0.78 s) plus the keys put in column order (0.27 s) and the exact numbers marked and unmarked "
-                "(0.25 s), as json has no exact decimal. What would lift it: a JSON encoder with an exact decimal "
-                "number (simplejson's use_decimal, msgspec), keys in the API's order, or parsing in a second "
-                "process overlapping the write."
+                "The bound is per-record Python work the script does not do. Where the time goes, stage by "
+                "stage in the operator's own run, and what each lever would buy (msgspec encoding, "
+                "whole-document parsing and its memory, Parquet's Arrow conversion): `uv run --frozen python "
+                "bench/bench_breakdown.py --size 100000 --repeats 7`, whose tables RESULTS.md quotes in 3b."
             ),
         ),
         Target(

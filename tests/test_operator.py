@@ -393,6 +393,44 @@ def test_a_full_disk_while_staging_keeps_the_previous_object(tmp_path: Path) -> 
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("lost", [1, 0], ids=["one-row-lost", "all-rows-there"])
+def test_a_staged_parquet_file_missing_rows_is_not_committed(
+    sim: Any, landed: tuple[str, Path, bytes], lost: int
+) -> None:
+    """The staged Parquet file's own row count (read from its footer) must be the rows the writer wrote.
+
+    The writer is the provider's Parquet writer on the API's records; it drops the last ``lost`` of them yet
+    reports them all, as a writer that lost a batch would. The staged file is real; nothing stands in for
+    the verification. With nothing lost, the same write is committed: the row count is what refused it.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_cfbilling.utils.formats import column_order, open_writer
+
+    uri, path, before = landed
+    records = served(sim, STANDARD_ACCOUNT, **{"from": "2025-10-14", "to": "2025-11-14"})[1]
+    assert len(records) > 1
+
+    def writer(fileobj: Any) -> int:
+        parquet = open_writer(fileobj, "parquet", column_order(records))
+        for record in records[: len(records) - lost]:
+            parquet.write(record)
+        parquet.close()
+        return len(records)  # what the writer claims it wrote
+
+    if lost:
+        with pytest.raises(CloudflareBillingError) as refused:
+            storage.write_atomically(writer, ObjectStoragePath(uri), "parquet")
+        assert str(refused.value) == (
+            f"The staged Parquet file holds {len(records) - lost} rows, not {len(records)}; not committed."
+        )
+        assert path.read_bytes() == before  # the previous object is untouched
+    else:
+        storage.write_atomically(writer, ObjectStoragePath(uri), "parquet")
+        assert pq.read_metadata(path).num_rows == len(records)
+    assert leftovers(path.parent) == []  # the staged file is gone either way
+
+
 @contextlib.contextmanager
 def immutable(path: Path) -> Iterator[None]:
     """The kernel's immutable attribute on ``path`` (root on a filesystem that has it, as in CI): renaming
