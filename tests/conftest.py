@@ -237,14 +237,10 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    """A fresh bucket and an ``aws`` connection (unique id: Airflow caches a filesystem per connection)."""
-    import uuid
-
+def moto_connection(conn_id: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An ``aws`` connection ``conn_id`` pointing at moto's S3 server; returns a boto3 client on that server."""
     import boto3
 
-    conn_id = f"aws_moto_{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{conn_id.upper()}",
         json.dumps(
@@ -256,13 +252,22 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any,
             }
         ),
     )
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    """A fresh bucket and an ``aws`` connection (unique id: Airflow caches a filesystem per connection)."""
+    import uuid
+
+    conn_id = f"aws_moto_{uuid.uuid4().hex[:8]}"
+    client = moto_connection(conn_id, s3_endpoint, monkeypatch)
     client.create_bucket(Bucket=BUCKET)
     yield client, conn_id
     for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):

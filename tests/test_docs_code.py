@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import io
-import json
 import re
 import textwrap
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, moto_connection
 from test_formats import assert_parquet_matches, in_window, served
 
 from airflow_provider_cfbilling.testing.simulator import FOCUS_ACCOUNT, STANDARD_ACCOUNT
@@ -106,26 +105,7 @@ DOC_BUCKETS = ("finops-raw", "finops")  # the buckets the README's and docs/focu
 @pytest.fixture
 def aws_default(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``aws_default`` pointing at moto's S3 server, with the buckets the docs name; yields a boto3 client."""
-    import boto3
-
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+    client = moto_connection("aws_default", s3_endpoint, monkeypatch)
     for bucket in DOC_BUCKETS:
         client.create_bucket(Bucket=bucket)
     yield client
