@@ -170,7 +170,10 @@ def engine_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engin
         # resume sooner meets a race inside Airflow (a late executor event fails the re-queued try).
         simulator.add_fault("rate_limit", account_id=LARGE_ACCOUNT, times=1, retry_after=12)
         simulator.add_fault("missing_column", account_id=LARGE_ACCOUNT, column="ContractedCost")
-        extra = {"timeout": 5, "max_retry_wait": 1}
+        # A retry budget that always leaves room for the first retry (its log line is expected below): with a
+        # budget of 1 s, tenacity gives up without retrying whenever the first attempt plus the first backoff
+        # (0.5 to 1 s) reach it, which a loaded machine makes likely. 12 s stays longer than the budget: defers.
+        extra = {"timeout": 5, "max_retry_wait": 5}
         engine = Engine(
             home,
             {
@@ -191,8 +194,9 @@ def engine_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engin
             try:
                 wait_until(engine, "every task's log to hold its expected lines", lambda: not missing_lines(engine), 60)
             except AssertionError as exc:
+                # What is missing first (CI shows the head of a failure), then each log's tail, then the engine.
                 logs = {task: text[-3000:] for task, text in task_logs(engine).items()}
-                raise AssertionError(f"missing from the task logs: {missing_lines(engine)}\n{logs}") from exc
+                raise AssertionError(f"missing from the task logs: {missing_lines(engine)}\n{logs}\n{exc}") from None
             yield engine, simulator, out
         finally:
             engine.stop()
