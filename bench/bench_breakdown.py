@@ -38,9 +38,7 @@ import argparse
 import functools
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -52,7 +50,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_large
-from bench.common import REPO, markdown_table, median, ratio, simulator
+from bench.common import markdown_table, median, ratio, run_child, simulator
 
 FORMATS = ("parquet", "jsonl")
 PARSERS = ("ijson", "json", "msgspec")
@@ -395,20 +393,6 @@ def _same_values(one: bytes, other: bytes) -> bool:
 # -- the parent: runs interleaved, medians, tables --------------------------------------------------
 
 
-def _run_child(url: str, run: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="cfbilling-bench-breakdown-") as out_dir:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.bench_breakdown", "--child", url, run, out_dir],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"{run} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 def measure(size: int, repeats: int) -> dict[str, Any]:
     from airflow_provider_cfbilling.testing.simulator import large_zones_for
 
@@ -419,7 +403,7 @@ def measure(size: int, repeats: int) -> dict[str, Any]:
         body = bench_large._body_size(sim.url)  # also warms the simulator's cache
         for _ in range(repeats):
             for run in RUNS:  # interleaved: drifting load hits every run alike
-                samples[run].append(_run_child(sim.url, run))
+                samples[run].append(run_child("bench.bench_breakdown", sim.url, run))
     # Every run landed the same rows; every parse read the same records (the answer, before the window).
     landed = {
         sample["rows"] for run in RUNS if run.split()[0] in ("script", "operator", "stages") for sample in samples[run]

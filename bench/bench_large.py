@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REPO, Section, Target, median, ratio, secs, simulator, times
+from bench.common import Section, Target, median, ratio, run_child, secs, simulator, times
 
 TITLE = "3. Large answers end to end"
 FROM, TO = "2025-01-01", "2025-02-01"  # LARGE_ACCOUNT's January period; the operator's `to` is exclusive
@@ -116,20 +114,6 @@ def _script(url: str, client: str, out_dir: str) -> int:
     return len(records)
 
 
-def _run_child(url: str, client: str) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="cfbilling-bench-large-") as out_dir:
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.bench_large", "--child", url, client, out_dir],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"{client} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 def _body_size(url: str) -> int:
     """Bytes of the answer, streamed so the parent stays small."""
     import requests
@@ -164,7 +148,7 @@ def run(*, smoke: bool, sizes: tuple[int, ...] | None = None, repeats: int | Non
             samples: dict[str, list[dict[str, Any]]] = {client: [] for client in CLIENTS}
             for _ in range(repeats):
                 for client in CLIENTS:  # interleaved, so drifting machine load hits all alike
-                    samples[client].append(_run_child(sim.url, client))
+                    samples[client].append(run_child("bench.bench_large", sim.url, client))
             # Every client must land or parse exactly the records the plain parse sees.
             records = samples["requests.get().json()"][0]["rows"]
             assert records >= size, (size, records)

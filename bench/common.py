@@ -47,6 +47,24 @@ def prepare_airflow_env() -> None:
 # -- numbers ---------------------------------------------------------------------------------------
 
 
+def run_child(module: str, url: str, run: str) -> dict[str, Any]:
+    """Run ``python -m <module> --child <url> <run> <out_dir>`` in a fresh process (its own peak memory, no
+    warm caches from the parent) with a temporary output directory; return the JSON its last line prints."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"cfbilling-{module.rsplit('.', 1)[-1]}-") as out_dir:
+        done = subprocess.run(
+            [sys.executable, "-m", module, "--child", url, run, out_dir],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"{run} run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
