@@ -6,21 +6,14 @@ connection's token sees; ``land_current_period`` is mapped over them (``.expand(
 task per account, each overwriting ``account=<id>/billing_period=<YYYY-MM-DD>/usage.jsonl`` (Hive-style
 partitions, the account's own billing cycle). An account added in Cloudflare is picked up by the next run.
 
-**One pool per token.** Cloudflare allows 1,200 requests per 5 minutes per token and answers the next
-request with 429 and a block of *every* call of that token (dashboards and Terraform too) for up to 5
-minutes. Every task here runs in the pool ``cloudflare_billing`` (``CFBILLING_EXAMPLE_POOL``), which caps
-how many of them call the API at once, on every worker of every machine, because the scheduler hands out
-its slots. Create it once, counting deferred tasks, and tell the connection its size::
+**One pool per token.** Every task here runs in the pool ``cloudflare_billing``
+(``CFBILLING_EXAMPLE_POOL``), so that all of them together stay within the token's rate limit on any number of
+workers and machines. Create it once, counting deferred tasks, and tell the connection its size::
 
     airflow pools set cloudflare_billing 8 "Cloudflare API token of cloudflare_default" --include-deferred
     # connection cloudflare_default, extra: {"concurrent_tasks": 8}
 
-With ``concurrent_tasks`` set, each task keeps that many requests of every rate-limit window (read from
-the API's ``Ratelimit`` header) for the tasks whose requests are still in flight, and a task that saw the
-window spent down to them waits for its reset before giving its slot up; so the tasks never overshoot the
-limit together, however many workers and machines run them. A task that must wait longer than a few
-seconds defers (``deferrable=True``): the worker is free, and the slot stays taken (``--include-deferred``)
-until the wait is over. Give each token its own pool and connection.
+Why this holds, and how to size the pool: "Many accounts, one token" in the hook's documentation.
 
 Configuration, read at parse time: ``CFBILLING_EXAMPLE_BASE_URI`` (default ``file:///tmp/cloudflare-usage``)
 and ``CFBILLING_EXAMPLE_POOL`` (default ``cloudflare_billing``). The Cloudflare connection
