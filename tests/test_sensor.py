@@ -335,6 +335,18 @@ def test_a_target_whose_period_has_not_started_waits_the_same_way(fake_clock: Fa
     assert api_calls(sim) == {"info": 1, "usage": 0}
 
 
+def test_a_resumed_sensor_without_a_target_places_the_period_by_its_run(fake_clock: FakeClock, sim: Any) -> None:
+    context: Any = {"data_interval_start": pendulum.datetime(2025, 11, 20, tz="UTC")}
+    sensor = CloudflareBillingPeriodSensor(task_id="wait", deferrable=True, timeout=dt.timedelta(days=40))
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context)
+
+    fake_clock.set(deferred.value.trigger.moment)
+    event = run_trigger(deferred.value.trigger)
+    resumed = CloudflareBillingPeriodSensor(task_id="wait", deferrable=True, timeout=dt.timedelta(days=40))
+    assert resumed.resume_execution("execute_complete", {"event": event}, context) == NOVEMBER
+
+
 # -- timeouts -------------------------------------------------------------------------------------------
 
 
@@ -396,7 +408,10 @@ def test_without_billing_info_the_current_period_probe_places_the_period(
     period = sensor_for(STANDARD_ACCOUNT, "2025-11-20").execute({})
 
     assert period == {**NOVEMBER, "subscription_id": None, "anchor": "2025-12-14T00:00:00Z", "source": "probe"}
-    assert "Falling back to the current-period probe" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Falling back to the current-period probe" in out
+    assert f"Billing info of account {STANDARD_ACCOUNT} not usable: " in out  # whose, and why
+    assert "not usable: None" not in out
 
 
 def test_the_probe_warns_when_a_month_end_start_hides_the_anchor_day(
@@ -411,7 +426,7 @@ def test_the_probe_warns_when_a_month_end_start_hides_the_anchor_day(
 
 
 def test_an_account_without_info_or_usage_keeps_waiting_until_it_can_place_the_period(
-    sim: Any, cloudflare_conn: str
+    sim: Any, cloudflare_conn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sim.add_fault("not_covered")
     sensor = sensor_for(EMPTY_ACCOUNT, "2025-10-01")
@@ -419,6 +434,7 @@ def test_an_account_without_info_or_usage_keeps_waiting_until_it_can_place_the_p
     assert sensor.poke({}) is False
     assert sensor.poke({}) is False
     assert api_calls(sim) == {"info": 2, "usage": 2}  # each poke tries again
+    assert f"The probe shows no usage in account {EMPTY_ACCOUNT}'s current period" in capsys.readouterr().out
 
 
 def test_an_account_without_usage_closes_on_the_clock(
