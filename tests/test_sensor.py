@@ -422,7 +422,36 @@ def test_the_probe_warns_when_a_month_end_start_hides_the_anchor_day(
 
     assert sensor_for(ANCHOR31_ACCOUNT, "2025-03-01").poke({}) is False  # the API shows it open
 
-    assert "the anchor may be a later day" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (
+        f"The current period of account {ANCHOR31_ACCOUNT} starts on 2025-02-28, the last day of a short month: "
+        "the anchor may be a later day"
+    ) in out  # whose period, and which day
+
+
+def test_the_probe_places_the_period_of_the_chosen_subscription(
+    sim: Any, cloudflare_conn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without billing info, only the rows of the chosen subscription place its period; the XCom names it."""
+    first, second = ACCOUNTS[FOCUS_ACCOUNT].subscriptions  # the simulator's usage belongs to the first
+    sim.set_today(dt.date(2025, 12, 5))
+    sim.add_fault("info_unavailable")
+
+    period = sensor_for(FOCUS_ACCOUNT, "2025-10-10", subscription_id=first.id).execute({})
+    assert period == {
+        "account_id": FOCUS_ACCOUNT,
+        "subscription_id": first.id,
+        "anchor": "2025-12-01T00:00:00Z",
+        "start": "2025-10-01T00:00:00Z",
+        "end": "2025-11-01T00:00:00Z",
+        "source": "probe",
+    }
+    capsys.readouterr()
+
+    # The second subscription has no row in the current period: its start stays unknown, whatever the
+    # first subscription's rows say.
+    assert sensor_for(FOCUS_ACCOUNT, "2025-10-10", subscription_id=second.id).poke({}) is False
+    assert f"The probe shows no usage in account {FOCUS_ACCOUNT}'s current period" in capsys.readouterr().out
 
 
 def test_an_account_without_info_or_usage_keeps_waiting_until_it_can_place_the_period(
@@ -443,7 +472,9 @@ def test_an_account_without_usage_closes_on_the_clock(
     period = sensor_for(EMPTY_ACCOUNT, "2025-10-01").execute({})  # anchor 2025-03-05
 
     assert (period["start"], period["end"]) == ("2025-09-05T00:00:00Z", "2025-10-05T00:00:00Z")
-    assert "nothing contradicts the close" in capsys.readouterr().out
+    assert (
+        f"the API shows no usage in account {EMPTY_ACCOUNT}'s current period: nothing contradicts the close"
+    ) in capsys.readouterr().out
 
 
 # -- inputs and errors ----------------------------------------------------------------------------------

@@ -93,6 +93,12 @@ def test_it_serialises_to_json_and_round_trips_like_a_triggerer_restart() -> Non
     assert rebuilt.moment == pendulum.datetime(2025, 12, 16, tz="UTC")
 
 
+def test_the_moment_is_kept_in_utc_whatever_the_machines_timezone() -> None:
+    with pendulum.test_local_timezone(pendulum.timezone("Asia/Tokyo")):
+        trigger = CloudflareBillingPeriodTrigger("2025-12-16T09:00:00+09:00", None, "2025-12-01T00:00:00Z")
+    assert trigger.serialize()[1]["moment"] == "2025-12-16T00:00:00+00:00"
+
+
 def test_a_naive_moment_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         CloudflareBillingPeriodTrigger(dt.datetime(2025, 12, 16), PERIOD, "2025-12-01")
