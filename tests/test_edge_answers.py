@@ -196,6 +196,21 @@ def test_a_record_with_a_wrongly_typed_required_column_stops_the_run(
     assert list(tmp_path.iterdir()) == []  # nothing landed, no staged file left
 
 
+def test_the_sensor_names_a_billing_period_start_that_is_not_an_instant(sim: Any, use_conn: Any) -> None:
+    """The sensor reads BillingPeriodStart itself (to see whether the API's period moved on): a value that is
+    not an instant is the API's fault, named with the account, never read as "no usage"."""
+    from airflow_provider_cfbilling.sensors.billing import CloudflareBillingPeriodSensor
+
+    sim.set_today(pendulum.date(2025, 12, 20))  # November's period is over by the clock; the API must agree
+    sim.add_fault("canned_result", routes=["billable-usage"], result=served_with(sim, "BillingPeriodStart", "Dec"))
+    sensor = CloudflareBillingPeriodSensor(task_id="wait", target="2025-11-20", mode="poke")
+    with pytest.raises(CloudflareResponseError) as failure:
+        sensor.poke({})  # type: ignore[arg-type]
+    assert str(failure.value).startswith(
+        f"Cloudflare sent BillingPeriodStart='Dec' for account {STANDARD_ACCOUNT}, which is not an ISO 8601 instant"
+    )
+
+
 def test_an_integer_column_holding_a_fraction_is_named(sim: Any, use_conn: Any) -> None:
     sim.add_fault("canned_result", routes=["billable-usage"], result=served_with(sim, "PricingQuantity", 2.5))
     with pytest.raises(CloudflareResponseError, match=r"whose PricingQuantity holds Decimal\('2.5'\), not an integer"):
