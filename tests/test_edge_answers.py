@@ -12,6 +12,7 @@ import io
 import json
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -228,15 +229,45 @@ def test_usage_items_that_are_not_records_are_refused_on_both_paths(
     sim.add_fault("canned_result", routes=["billable-usage"], result=[*records, item])
     with pytest.raises(CloudflareResponseError, match="'result' of type array, not a list of records"):
         run_operator()
-    with pytest.raises(CloudflareResponseError, match=f"'result' of type list with a {kind} item, not a list"):
+    spooled_message = f"for account {STANDARD_ACCOUNT} with a 'result' of type list with a {kind} item, not a list"
+    with pytest.raises(CloudflareResponseError, match=re.escape(spooled_message)):
         list(use_conn().download_paygo_usage(directory=str(tmp_path)))
 
 
-@pytest.mark.parametrize("info", [[], "covered", None], ids=["list", "string", "null"])
-def test_billing_info_that_is_not_an_object_is_an_error(sim: Any, use_conn: Any, info: Any) -> None:
+@pytest.mark.parametrize("result", [{"covered": True}, "none", 0, None], ids=["object", "string", "number", "null"])
+def test_a_usage_result_that_is_not_an_array_is_named_with_the_account_on_both_paths(
+    sim: Any, use_conn: Any, tmp_path: Path, result: Any
+) -> None:
+    sim.add_fault("canned_result", routes=["billable-usage"], result=result)
+    kind = {dict: "object", str: "string", int: "number", type(None): "null"}[type(result)]
+    for outcome in both_paths(use_conn(), tmp_path):
+        assert isinstance(outcome, CloudflareResponseError)
+        assert f"for account {STANDARD_ACCOUNT} with a 'result' of type {kind}, not a list of records" in str(outcome)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("info", "kind"),
+    [([], "array"), ("covered", "string"), (None, "null"), (True, "boolean"), (7, "number"), (0.5, "number")],
+)
+def test_billing_info_that_is_not_an_object_is_an_error(sim: Any, use_conn: Any, info: Any, kind: str) -> None:
     sim.add_fault("canned_result", routes=["billable-usage/info"], result=info)
-    with pytest.raises(CloudflareResponseError, match="not an object with 'covered' and 'subscriptions'"):
+    expected = f"for account {STANDARD_ACCOUNT} with a 'result' of type {kind}, not an object with 'covered' and"
+    with pytest.raises(CloudflareResponseError, match=re.escape(expected)):
         use_conn().get_billing_info()
+
+
+def test_a_large_answer_is_spooled_to_a_hidden_file_read_as_bytes(sim: Any, use_conn: Any, tmp_path: Path) -> None:
+    """The spool file is hidden (a lake's listing skips it) and named for what it is; reading it raises no
+    warning (ijson warns, and will fail, on a file opened as text)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = use_conn().download_paygo_usage(directory=str(tmp_path))
+        assert len(list(records)) > 0
+    (spooled,) = tmp_path.iterdir()
+    assert re.fullmatch(r"\.cfbilling-usage-\w+\.json", spooled.name), spooled.name
+    records.close()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_test_connection_falls_back_to_the_usage_call_without_the_info_endpoint(sim: Any, use_conn: Any) -> None:

@@ -269,8 +269,10 @@ def test_token_without_billing_read(sim, use_conn):
 
 def test_success_false_on_200(sim, cloudflare_conn):
     sim.add_fault("success_false")
-    with pytest.raises(CloudflareAPIError, match="success: false on HTTP 200"):
+    with pytest.raises(CloudflareAPIError, match="success: false on HTTP 200") as err:
         CloudflareBillingHook().get_paygo_usage()
+    assert (err.value.status, err.value.account_id) == (200, STANDARD_ACCOUNT)
+    assert str(err.value).endswith("). Cloudflare reported success: false on HTTP 200; no data was used. Retry later.")
 
 
 @pytest.mark.parametrize("kind", ["null_result", "wrong_type_result"])
@@ -371,7 +373,7 @@ def test_unreachable_host_is_a_connection_error(monkeypatch):
 def test_test_connection_ok(sim, cloudflare_conn):
     ok, message = CloudflareBillingHook().test_connection()
     assert ok, message
-    assert STANDARD_ACCOUNT in message
+    assert message == f"Connected to {sim.url}: billing of account {STANDARD_ACCOUNT} is readable (1 subscription(s))."
     assert sim.request_count() == 1
 
 
@@ -413,6 +415,7 @@ def test_canary_token_never_leaks(sim, use_conn, caplog, capsys):
         ("wrong_type_result", {}),
         ("reset", {}),
     ]
+    assert repr(hook) == "CloudflareBillingHook(cloudflare_conn_id='cloudflare_default')"  # what a log line shows
     with caplog.at_level(logging.DEBUG):
         seen.append(repr(hook))
         seen.append(repr(hook.settings))
@@ -519,6 +522,40 @@ def test_list_accounts_returns_only_what_the_token_sees(sim, use_conn):
     assert ids == [a.account_id for a in sim.accounts() if a.account_id in (STANDARD_ACCOUNT, FOCUS_ACCOUNT)]
     # The default token sees every account, the catalogue's and the generated ones alike.
     assert [a["id"] for a in use_conn().list_accounts()] == [a.account_id for a in sim.accounts()]
+
+
+def test_list_accounts_stops_at_the_page_count_even_after_a_full_page(sim, use_conn):
+    generated = sim.add_generated_accounts(100)  # two full pages: the count, not the page size, ends it
+    token = "cfsim-list-accounts-two-full-pages"
+    sim.add_token(token, accounts=generated)
+    assert [a["id"] for a in use_conn(token).list_accounts()] == generated
+    assert sim.request_count(path_contains="/accounts") == 2
+
+
+@pytest.mark.parametrize(
+    "result",
+    [[{"id": FOCUS_ACCOUNT, "name": "a"}, "not an account"], [{"name": "no id"}], [{"id": 7}], {"id": FOCUS_ACCOUNT}],
+    ids=["a-string-item", "an-item-without-id", "a-numeric-id", "an-object"],
+)
+def test_list_accounts_refuses_a_result_that_is_not_a_list_of_accounts(sim, use_conn, result):
+    sim.add_fault("canned_result", routes=["accounts"], result=result)
+    with pytest.raises(CloudflareResponseError, match=r"List Accounts \(page 1\) with a 'result' that is not a list"):
+        use_conn().list_accounts()
+
+
+def test_list_accounts_without_result_info_takes_a_short_page_for_the_last(sim, use_conn):
+    sim.add_fault("canned_result", routes=["accounts"], result=[{"id": FOCUS_ACCOUNT, "name": "Only one"}])
+    assert use_conn().list_accounts() == [{"id": FOCUS_ACCOUNT, "name": "Only one"}]
+    assert sim.request_count(path_contains="/accounts") == 1
+
+
+def test_list_accounts_that_cannot_reach_the_api_names_no_account(monkeypatch):
+    unreachable = "http://127.0.0.1:9/client/v4"  # the discard port: nothing listens on loopback
+    connection = connection_uri_json(unreachable, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=0)
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", connection)
+    with pytest.raises(CloudflareConnectionError) as err:
+        CloudflareBillingHook().list_accounts()
+    assert str(err.value).startswith(f"Could not reach the Cloudflare API at {unreachable} on /accounts: ")
 
 
 def test_list_accounts_without_a_page_count_stops_at_a_short_page(sim, use_conn):

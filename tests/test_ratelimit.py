@@ -105,6 +105,9 @@ def test_a_spent_budget_beyond_the_retry_budget_raises_before_sending(sim: Any, 
     with pytest.raises(CloudflareRateLimitError, match="Not sent") as err:
         hook.get_paygo_usage()
     assert 55 <= err.value.retry_after <= 61
+    refused = err.value
+    assert (refused.status, refused.errors, refused.account_id) == (429, [], STANDARD_ACCOUNT)
+    assert refused.path == f"/accounts/{STANDARD_ACCOUNT}/billable-usage"
     assert [r["status"] for r in sim.requests] == [200, 200]  # the refused call never reached the API
 
 

@@ -951,14 +951,16 @@ def _for_account(account_id: str | None) -> str:
 
 
 def _describe_type(value: Any) -> str:
-    """The JSON name of a parsed value's type (what the API sent, not Python's name for it)."""
+    """The JSON name of a parsed value's type (what the API sent, not Python's name for it).
+
+    Answers are parsed with ``parse_float=Decimal``: a JSON number is an ``int`` or a ``Decimal``, never a float.
+    """
     names = {
         dict: "object",
         list: "array",
         str: "string",
         bool: "boolean",
         int: "number",
-        float: "number",
         Decimal: "number",
     }
     return "null" if value is None else names.get(type(value), type(value).__name__)

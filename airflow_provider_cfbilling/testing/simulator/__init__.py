@@ -57,9 +57,9 @@ Faults (``sim.add_fault(kind, account_id=None, times=None, path=None, **params)`
 ``long_decimals``     costs with ``digits`` (16..38, default 18) significant digits; Cumulated* the
                       exact running sums, Billed/Effective/ListCost equal to the cost
 ``huge_integer``      PricingQuantity (and its running sum) above 2**63
-``canned_result``     ``routes`` (route names, e.g. ``["paygo-usage"]``), ``result``: that JSON value as the
-                      ``result`` of a success envelope, whatever the account and window (e.g. the
-                      published schema's example record)
+``canned_result``     ``routes`` (route names, e.g. ``["paygo-usage"]`` or ``["accounts"]``), ``result``:
+                      that JSON value as the ``result`` of a success envelope, whatever the account
+                      and window (e.g. the published schema's example record)
 ``cost_mismatch``     ``day``, ``service``, ``delta`` (0.01): that row's ContractedCost differs from
                       the movement of CumulatedContractedCost
 ``restated``          ``day``, ``service``, ``delta`` (1.5): Cloudflare restated that day: its cost (every

@@ -18,6 +18,7 @@ BETA_ROUTE = "billing/usage/paygo"
 USAGE_ROUTES = frozenset({BETA_ROUTE, "billable-usage", "paygo-usage"})
 INFO_ROUTES = frozenset({"billable-usage/info", "paygo-usage-info"})
 ACCOUNTS_ROUTE = "accounts"
+CANNED_ROUTES = USAGE_ROUTES | INFO_ROUTES | {ACCOUNTS_ROUTE}
 
 ANSWER_FAULTS = ("rate_limit", "block", "server_error", "success_false", "reset")
 SEND_FAULTS = ("slow", "truncated")
@@ -119,8 +120,8 @@ def validate_fault(kind: str, times: int | None, params: dict[str, Any]) -> None
             raise ValueError("envelope_variant 'result_info' must be a dict")
     if kind == "canned_result":
         routes = params.get("routes")
-        if not isinstance(routes, list) or not routes or not set(routes) <= USAGE_ROUTES | INFO_ROUTES:
-            raise ValueError(f"canned_result 'routes' must be a non-empty list of {sorted(USAGE_ROUTES | INFO_ROUTES)}")
+        if not isinstance(routes, list) or not routes or not set(routes) <= CANNED_ROUTES:
+            raise ValueError(f"canned_result 'routes' must be a non-empty list of {sorted(CANNED_ROUTES)}")
         if "result" not in params:
             raise ValueError("canned_result needs 'result' (any JSON value: the envelope's result)")
     if kind == "timestamp_style" and params.get("style") not in TIMESTAMP_STYLES[1:]:
