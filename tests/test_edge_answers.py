@@ -147,7 +147,9 @@ def test_a_429_without_a_readable_retry_after_backs_off_and_retries(
     assert len(canned.paths) == 2  # retried once, after the backoff, and then answered
 
 
-@pytest.mark.parametrize("header", [{}, {"Retry-After": "soon"}], ids=["no-retry-after", "unreadable-retry-after"])
+@pytest.mark.parametrize(
+    "header", [{}, {"Retry-After": "soon"}, {"Retry-After": "0"}], ids=["no-retry-after", "unreadable", "zero"]
+)
 def test_a_429_without_a_readable_retry_after_reports_no_wait(canned: CannedServer, header: dict[str, str]) -> None:
     limited = b'{"success": false, "errors": [{"code": 971, "message": "Please wait"}], "messages": [], "result": null}'
     canned.answers = [(429, header, limited)]

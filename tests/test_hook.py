@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -321,10 +322,18 @@ def test_long_429_raises_at_once_with_the_wait(sim, cloudflare_conn):
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_5xx_html_pages_are_retried(sim, cloudflare_conn, status):
+def test_5xx_html_pages_are_retried(sim, cloudflare_conn, status, capsys):
     sim.add_fault("server_error", times=2, status=status)
     assert CloudflareBillingHook().get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
     assert [r["status"] for r in sim.requests[:3]] == [status, status, 200]
+    out = capsys.readouterr().out
+    # Each retry says what failed: the API's status, for whose account, and when it tries again.
+    for attempt in (1, 2):
+        assert (
+            f"Cloudflare call failed (attempt {attempt}): Cloudflare API returned HTTP {status} for account "
+            f"{STANDARD_ACCOUNT} on /accounts/{STANDARD_ACCOUNT}/billable-usage"
+        ) in out
+    assert re.search(r"cloudflarestatus\.com\. Retrying in \d+\.\d s\.", out)
 
 
 def test_persistent_5xx_gives_up_within_the_retry_budget(sim, use_conn):

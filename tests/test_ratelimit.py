@@ -111,6 +111,37 @@ def test_a_spent_budget_beyond_the_retry_budget_raises_before_sending(sim: Any, 
     assert [r["status"] for r in sim.requests] == [200, 200]  # the refused call never reached the API
 
 
+def test_a_process_that_spent_the_window_down_to_the_reserve_waits_for_the_reset_before_handing_over(
+    sim: Any, monkeypatch: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = f"cfsim-handover-{time.monotonic_ns()}"
+    sim.add_token(token)
+    sim.set_rate_limit((3, 1, 30))  # 3 requests a second; a pool of 3 tasks keeps 2 for the other two
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDFLARE_HANDOVER",
+        connection_uri_json(sim.url, token, STANDARD_ACCOUNT, max_retry_wait=5, concurrent_tasks=3),
+    )
+    hook = CloudflareBillingHook("cloudflare_handover")
+    assert hook.wait_for_rate_limit_handover() == 0.0  # no request sent: nothing to hand over
+    hook.get_paygo_usage()
+
+    capsys.readouterr()
+    started = time.monotonic()
+    waited = hook.wait_for_rate_limit_handover()
+    elapsed = time.monotonic() - started
+    assert 0 < waited <= 1  # the 1 s window's reset
+    assert elapsed >= waited  # slept through it, however short
+    announced = [line for line in capsys.readouterr().out.splitlines() if "rate-limit window" in line]
+    assert len(announced) == 1
+    assert (
+        "] This token's rate-limit window is spent down to the requests kept for other tasks: waiting "
+        f"{waited:.1f} s for it to reset before handing the pool slot on. ["
+    ) in announced[0]
+
+    assert hook.wait_for_rate_limit_handover() == 0.0  # the window has reset: no wait, no message
+    assert "rate-limit window" not in capsys.readouterr().out
+
+
 def test_the_budget_is_keyed_by_a_hash_of_the_credential_never_the_credential() -> None:
     token = "cfsecret-never-stored-7d1e"
     first = budget_for_credential("https://api.example/client/v4", token)

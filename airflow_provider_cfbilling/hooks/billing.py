@@ -744,7 +744,9 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float:
 def _log_retry(log: Any, state: tenacity.RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     sleep = state.next_action.sleep if state.next_action else 0.0
-    log.warning("Cloudflare call failed (attempt %d): %s. Retrying in %.1f s.", state.attempt_number, error, sleep)
+    # The provider's messages end with a full stop; another library's may not.
+    reason = str(error).rstrip(".")
+    log.warning("Cloudflare call failed (attempt %d): %s. Retrying in %.1f s.", state.attempt_number, reason, sleep)
 
 
 def _is_transient(exc: BaseException, budget: float) -> bool:
