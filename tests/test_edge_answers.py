@@ -23,7 +23,12 @@ import pendulum
 import pytest
 from conftest import connection_uri_json, fetch_answer, run_operator
 
-from airflow_provider_cfbilling.exceptions import CloudflareAPIError, CloudflareRateLimitError, CloudflareResponseError
+from airflow_provider_cfbilling.exceptions import (
+    CloudflareAPIError,
+    CloudflareRateLimitError,
+    CloudflareResponseError,
+    CloudflareRouteNotFoundError,
+)
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.testing.simulator import EMPTY_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
 
@@ -145,6 +150,27 @@ def test_a_429_without_a_readable_retry_after_backs_off_and_retries(
     canned.answers = [(429, header, limited), EMPTY_USAGE]
     assert CloudflareBillingHook().get_paygo_usage() == []
     assert len(canned.paths) == 2  # retried once, after the backoff, and then answered
+
+
+def test_a_404_without_error_codes_is_no_route_and_the_next_known_path_is_tried(canned: CannedServer) -> None:
+    not_found = b'{"success": false, "errors": [], "messages": [], "result": null}'
+    canned.answers = [(404, {}, not_found), EMPTY_USAGE]
+    assert CloudflareBillingHook().get_paygo_usage() == []
+    assert [path.split("?")[0] for path in canned.paths] == [
+        f"/client/v4/accounts/{STANDARD_ACCOUNT}/billable-usage",
+        f"/client/v4/accounts/{STANDARD_ACCOUNT}/paygo-usage",
+    ]
+
+
+def test_list_accounts_without_a_route_says_so(canned: CannedServer) -> None:
+    no_route = b'{"success": false, "errors": [{"code": 7003, "message": "No route for the URI"}], "result": null}'
+    canned.answers = [(404, {}, no_route)]
+    with pytest.raises(CloudflareRouteNotFoundError) as failure:
+        CloudflareBillingHook().list_accounts()
+    assert str(failure.value) == (
+        "Cloudflare API returned HTTP 404 on /accounts (errors: 7003: No route for the URI). No route: the path "
+        "moved or the account id is not routable."
+    )
 
 
 @pytest.mark.parametrize(

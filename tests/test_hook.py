@@ -326,14 +326,16 @@ def test_5xx_html_pages_are_retried(sim, cloudflare_conn, status, capsys):
     sim.add_fault("server_error", times=2, status=status)
     assert CloudflareBillingHook().get_paygo_usage() == raw_usage(sim, STANDARD_ACCOUNT)
     assert [r["status"] for r in sim.requests[:3]] == [status, status, 200]
-    out = capsys.readouterr().out
-    # Each retry says what failed: the API's status, for whose account, and when it tries again.
-    for attempt in (1, 2):
-        assert (
-            f"Cloudflare call failed (attempt {attempt}): Cloudflare API returned HTTP {status} for account "
-            f"{STANDARD_ACCOUNT} on /accounts/{STANDARD_ACCOUNT}/billable-usage"
-        ) in out
-    assert re.search(r"cloudflarestatus\.com\. Retrying in \d+\.\d s\.", out)
+    warnings = re.findall(
+        rf"\] Cloudflare call failed \(attempt (\d)\): Cloudflare API returned HTTP {status} for account "
+        rf"{STANDARD_ACCOUNT} on /accounts/{STANDARD_ACCOUNT}/billable-usage .*cloudflarestatus\.com\. "
+        r"Retrying in (\d+\.\d) s\. \[",
+        capsys.readouterr().out,
+    )
+    # Each retry says what failed (the API's status, for whose account) and when it tries again: the backoff
+    # starts at 0.5 s.
+    assert [attempt for attempt, _ in warnings] == ["1", "2"]
+    assert all(float(sleep) >= 0.5 for _, sleep in warnings), warnings
 
 
 def test_persistent_5xx_gives_up_within_the_retry_budget(sim, use_conn):
