@@ -25,9 +25,12 @@ from conftest import connection_uri_json, fetch_answer, run_operator
 
 from airflow_provider_cfbilling.exceptions import (
     CloudflareAPIError,
+    CloudflareAuthenticationError,
+    CloudflarePermissionError,
     CloudflareRateLimitError,
     CloudflareResponseError,
     CloudflareRouteNotFoundError,
+    CloudflareServerError,
 )
 from airflow_provider_cfbilling.hooks.billing import CloudflareBillingHook
 from airflow_provider_cfbilling.testing.simulator import EMPTY_ACCOUNT, SIM_TOKEN, STANDARD_ACCOUNT
@@ -160,6 +163,84 @@ def test_a_404_without_error_codes_is_no_route_and_the_next_known_path_is_tried(
         f"/client/v4/accounts/{STANDARD_ACCOUNT}/billable-usage",
         f"/client/v4/accounts/{STANDARD_ACCOUNT}/paygo-usage",
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "errors", "error_class", "advice"),
+    [
+        (
+            400,
+            [{"code": 10000, "message": "Authentication error"}],
+            CloudflareAuthenticationError,
+            "The credentials were rejected: they are missing, malformed, wrong or expired. Put a valid API token in "
+            "the connection's password (or a Global API key with the account email in login).",
+        ),
+        (
+            403,
+            [],
+            CloudflarePermissionError,
+            f"The credentials may not read billing for account {STANDARD_ACCOUNT}: the API token needs the 'Billing "
+            "Read' permission on that account, and the account must be a PayGo (self-serve) account.",
+        ),
+        (
+            400,
+            [{"code": 9109, "message": "Unauthorized to access requested resource"}],
+            CloudflarePermissionError,
+            f"The credentials may not read billing for account {STANDARD_ACCOUNT}: the API token needs the 'Billing "
+            "Read' permission on that account, and the account must be a PayGo (self-serve) account.",
+        ),
+        (
+            400,
+            [{"code": 1183, "message": "Invalid date"}],
+            CloudflareAPIError,
+            "The API rejected the request parameters: check from_/to (ISO dates, from_ <= to).",
+        ),
+        (
+            400,
+            [{"code": 1234, "message": "Something else"}],
+            CloudflareAPIError,
+            "The request was rejected; see Cloudflare's error message.",
+        ),
+        (
+            429,
+            [{"code": 971, "message": "Please wait"}],
+            CloudflareRateLimitError,
+            "Rate limited: Cloudflare asked to wait 30 s (this hook waits at most 5 s in total). Cloudflare allows "
+            "1,200 requests per 5 minutes per token; spread the load or retry after the wait.",
+        ),
+    ],
+    ids=["authentication", "403-without-codes", "permission-code", "bad-parameters", "other", "rate-limited"],
+)
+def test_each_error_answer_is_its_own_exception_with_its_advice(
+    canned: CannedServer, status: int, errors: list[dict[str, Any]], error_class: type[Exception], advice: str
+) -> None:
+    body = json.dumps({"success": False, "errors": errors, "messages": [], "result": None}).encode()
+    canned.answers = [(status, {"Retry-After": "30"} if status == 429 else {}, body)]
+    with pytest.raises(CloudflareAPIError) as failure:
+        CloudflareBillingHook().get_paygo_usage()
+    assert type(failure.value) is error_class
+    detail = "; ".join(f"{e['code']}: {e['message']}" for e in errors) or "none given"
+    assert str(failure.value) == (
+        f"Cloudflare API returned HTTP {status} for account {STANDARD_ACCOUNT} on "
+        f"/accounts/{STANDARD_ACCOUNT}/billable-usage (errors: {detail}). {advice}"
+    )
+    assert len(canned.paths) == 1  # none of them is retried
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_that_outlasts_the_retry_budget_says_it_was_retried(
+    canned: CannedServer, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    no_retries = connection_uri_json(canned.url, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=0)
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDFLARE_DEFAULT", no_retries)
+    canned.answers = [(status, {}, b'{"success": false, "errors": [], "messages": [], "result": null}')]
+    with pytest.raises(CloudflareServerError) as failure:
+        CloudflareBillingHook().get_paygo_usage()
+    assert str(failure.value) == (
+        f"Cloudflare API returned HTTP {status} for account {STANDARD_ACCOUNT} on /accounts/{STANDARD_ACCOUNT}/"
+        "billable-usage (errors: none given). Cloudflare had a server error; it was retried. Retry later or check "
+        "cloudflarestatus.com."
+    )
 
 
 def test_list_accounts_without_a_route_says_so(canned: CannedServer) -> None:

@@ -412,6 +412,12 @@ def test_without_billing_info_the_current_period_probe_places_the_period(
     assert "Falling back to the current-period probe" in out
     assert f"Billing info of account {STANDARD_ACCOUNT} not usable: " in out  # whose, and why
     assert "not usable: None" not in out
+    reason = {
+        "info_unavailable": f"the info endpoint is unavailable (HTTP 404 on /accounts/{STANDARD_ACCOUNT}/billable-"
+        f"usage/info, /accounts/{STANDARD_ACCOUNT}/paygo-usage-info)",
+        "not_covered": "or fetch a window of dates (from_ and to) instead",
+    }[fault]
+    assert f"{reason}. Falling back to the current-period probe" in out
 
 
 def test_the_probe_warns_when_a_month_end_start_hides_the_anchor_day(

@@ -260,7 +260,7 @@ class CloudflareBillingPeriodSensor(BaseSensorOperator):
         except CloudflareRouteNotFoundError as exc:
             reason = f"the info endpoint is unavailable (HTTP {exc.status} on {exc.path})"
         except CloudflareNoBillingCycleError as exc:
-            reason = str(exc)
+            reason = str(exc).rstrip(".")  # the warning goes on after it
         else:
             assert period.anchor is not None
             self.log.info(
