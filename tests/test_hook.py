@@ -20,6 +20,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingError,
     CloudflareBillingInputError,
     CloudflareConnectionError,
+    CloudflareNoBillingCycleError,
     CloudflarePermissionError,
     CloudflareRateLimitError,
     CloudflareResponseError,
@@ -512,6 +513,37 @@ def test_test_connection_does_not_name_the_temporary_connection_id(sim, use_conn
 
 
 # -- List Accounts -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("info", "state"),
+    [
+        ({"covered": True, "subscriptions": []}, "lists no subscription"),
+        (
+            {
+                "covered": False,
+                "subscriptions": [{"id": "SUB", "billing_cycle_anchor_timestamp": "2025-01-14T00:00:00Z"}],
+            },
+            "is not covered (covered: false)",
+        ),
+    ],
+    ids=["covered-without-subscriptions", "not-covered-with-a-subscription"],
+)
+def test_billing_info_without_a_usable_cycle_places_no_period(sim, use_conn, info, state):
+    sim.add_fault("canned_result", routes=["billable-usage/info"], result=info)
+    with pytest.raises(CloudflareNoBillingCycleError) as err:
+        use_conn().get_billing_period(at="2025-11-20")
+    assert str(err.value) == (
+        f"Cloudflare's billing info for account {STANDARD_ACCOUNT} {state}: there is no billing-cycle anchor to "
+        "place 2025-11-20T00:00:00+00:00 in a billing period. Check that the account is a self-serve (PayGo) "
+        "account whose token may read its billing; or fetch a window of dates (from_ and to) instead."
+    )
+
+
+def test_a_bad_instant_for_the_billing_period_is_named_before_any_request(sim, use_conn):
+    with pytest.raises(CloudflareBillingInputError, match=r"^at='soon' is not "):
+        use_conn().get_billing_period(at="soon")
+    assert sim.request_count() == 0
 
 
 def test_list_accounts_reads_every_page(sim, use_conn):

@@ -45,6 +45,7 @@ from airflow_provider_cfbilling.exceptions import (
     CloudflareBillingError,
     CloudflareBillingInputError,
     CloudflareConnectionError,
+    CloudflareTLSError,
 )
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import (
@@ -462,6 +463,19 @@ def test_tls_verification_is_on_by_default(
         run()
     assert tls_proxy.connections >= 1
     assert sim.requests == []  # the handshake failed: no request, so the token was never sent
+
+
+def test_a_certificate_failure_is_not_retried(
+    sim: Any, tls_proxy: TlsProxy, monkeypatch: pytest.MonkeyPatch, no_ca_override: None
+) -> None:
+    """A certificate does not fix itself between attempts: one connection, however large the retry budget."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDFLARE_DEFAULT",
+        connection_uri_json(tls_proxy.url, SIM_TOKEN, STANDARD_ACCOUNT, max_retry_wait=5, timeout=5),
+    )
+    with pytest.raises(CloudflareTLSError):
+        run()
+    assert tls_proxy.connections == 1
 
 
 def test_the_verify_extra_trusts_a_ca_bundle(
