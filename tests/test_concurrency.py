@@ -11,7 +11,7 @@
   readers skip hidden files, and it is safe to delete. On object stores nothing is uploaded before the file
   is complete.)
 
-``tests/test_operator.py`` kills ``write_atomically`` alone with a slow writer; here the whole operator runs.
+``tests/test_operator.py`` kills ``storage.land`` alone with a slow writer; here the whole operator runs.
 """
 
 from __future__ import annotations

@@ -373,7 +373,7 @@ def test_a_full_disk_while_staging_keeps_the_previous_object(tmp_path: Path) -> 
         import resource, sys
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from airflow.sdk import ObjectStoragePath
-        from airflow_provider_cfbilling.utils.storage import write_atomically
+        from airflow_provider_cfbilling.utils.storage import land
 
         def writer(fileobj):
             for n in range(1000):
@@ -382,7 +382,7 @@ def test_a_full_disk_while_staging_keeps_the_previous_object(tmp_path: Path) -> 
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
         try:
-            write_atomically(writer, ObjectStoragePath({target.as_uri()!r}), "jsonl")
+            land(writer, ObjectStoragePath({target.as_uri()!r}), "jsonl")
         except OSError as exc:
             print(exc.errno)
         """
@@ -420,13 +420,13 @@ def test_a_staged_parquet_file_missing_rows_is_not_committed(
 
     if lost:
         with pytest.raises(CloudflareBillingError) as refused:
-            storage.write_atomically(writer, ObjectStoragePath(uri), "parquet")
+            storage.land(writer, ObjectStoragePath(uri), "parquet")
         assert str(refused.value) == (
             f"The staged Parquet file holds {len(records) - lost} rows, not {len(records)}; not committed."
         )
         assert path.read_bytes() == before  # the previous object is untouched
     else:
-        storage.write_atomically(writer, ObjectStoragePath(uri), "parquet")
+        storage.land(writer, ObjectStoragePath(uri), "parquet")
         assert pq.read_metadata(path).num_rows == len(records)
     assert leftovers(path.parent) == []  # the staged file is gone either way
 
@@ -469,7 +469,7 @@ def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
         import sys, time
         sys.path.insert(0, {str(REPO_ROOT)!r})
         from airflow.sdk import ObjectStoragePath
-        from airflow_provider_cfbilling.utils.storage import write_atomically
+        from airflow_provider_cfbilling.utils.storage import land
 
         def slow_writer(fileobj):
             fileobj.write(b'{{"partial": ')
@@ -477,7 +477,7 @@ def test_a_killed_writer_never_leaves_a_partial_object(tmp_path: Path) -> None:
             print("writing", flush=True)
             time.sleep(60)
 
-        write_atomically(slow_writer, ObjectStoragePath({target.as_uri()!r}), "jsonl")
+        land(slow_writer, ObjectStoragePath({target.as_uri()!r}), "jsonl")
         """
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

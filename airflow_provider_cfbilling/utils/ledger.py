@@ -9,7 +9,7 @@ reconciliation needs and its billing period, and hands the kept record to a file
 Why one pass and not several: a month of zone-level usage is hundreds of thousands of records, and each
 pass over a spooled answer parses it again (about as long as the whole download). The checks still come
 before anything is *committed*: the file is written to a staged copy while the pass runs, and a failed
-check, a refused value or a failed reconciliation discards it (``utils.storage.write_atomically``).
+check, a refused value or a failed reconciliation discards it (``utils.storage.land``).
 
 What the pass keeps in memory does not grow with the rows: running sums per currency and service, a running
 figure per reconciliation group (period, currency, service, zone), the billing periods seen; plus what the

@@ -2,7 +2,7 @@
 
 The operator decides *what* to write; this module owns *where* and *how it is committed*: a destination is
 checked before any request (:func:`resolve_target`), and a file is staged locally, verified (size, sha256,
-the row count of a staged Parquet file) and committed whole (:func:`write_atomically`). Airflow's
+the row count of a staged Parquet file) and committed whole (:func:`land`). Airflow's
 ``ObjectStoragePath`` and the fsspec backends load inside the functions: the operator module that imports
 this one is parsed with every DAG file.
 """
@@ -219,17 +219,6 @@ class Landing:
     def unchanged(self) -> bool:
         """The destination already held these bytes: nothing was written."""
         return not self.written
-
-
-def write_atomically(write: Writer, path: ObjectStoragePath, file_format: str) -> tuple[int, str]:
-    """Write a file to ``path`` so that readers see the old object or the new one, never a part.
-
-    :func:`land` without comparing to the object already there: the file is always committed.
-
-    :return: (bytes written, sha256 hex digest)
-    """
-    landing = land(write, path, file_format, compare=False)
-    return landing.size, landing.sha256
 
 
 def land(
