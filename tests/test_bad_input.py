@@ -116,6 +116,13 @@ def test_a_destination_that_is_a_directory_is_refused_before_any_request(
         run(destination=f"{tmp_path.as_uri()}/account={{account_id}}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"account={STANDARD_ACCOUNT}", "keep.txt"]
     assert list((tmp_path / f"account={STANDARD_ACCOUNT}").iterdir()) == []
+    # A plain absolute path: the suggestion keeps it absolute.
+    with pytest.raises(CloudflareBillingInputError) as failure:
+        run(destination=str(tmp_path))
+    assert str(failure.value) == (
+        f"destination={str(tmp_path)!r} is a directory: the destination must name the file to write, e.g. "
+        f"'{tmp_path}/usage.jsonl'."
+    )
 
 
 # -- templates that render to nothing ------------------------------------------------------------------------

@@ -75,6 +75,28 @@ def test_rows_out_of_the_apis_order_are_reconciled_in_a_second_pass() -> None:
     assert ledger.reconcile(shuffled)["mismatch_count"] == 2  # that row, and the next one of its zone
 
 
+def test_out_of_order_current_period_rows_are_all_checked_from_the_periods_first_day() -> None:
+    """The current period's answer is complete from the period's first day: a zone first used on day 3 is
+    checked from zero, in the second pass too, so a wrong first row of it is found."""
+    records = [
+        r for r in usage(days=5, zones=3) if not (r["ZoneId"] == "zone1" and r["ChargePeriodStart"] < "2025-01-03")
+    ]
+    for record in records:
+        if record["ZoneId"] == "zone1":  # its running sum starts on day 3
+            record["CumulatedContractedCost"] -= Decimal(2) / 8 + Decimal(0) / 1000 + Decimal(2) / 8 + Decimal(1) / 1000
+    first_of_zone1 = next(r for r in records if r["ZoneId"] == "zone1")
+    first_of_zone1["CumulatedContractedCost"] += 1  # a mismatch only a check from zero sees
+
+    ledger = UsageLedger("the usage")
+    ledger.run(records[::-1])
+    result = ledger.reconcile(records[::-1])
+    assert result["rows_checked"] == len(records) == 13
+    assert [(m["ZoneId"], m["ChargePeriodStart"]) for m in result["mismatches"]] == [
+        ("zone1", "2025-01-03T00:00:00Z"),
+        ("zone1", "2025-01-04T00:00:00Z"),  # the next row moves from the wrong figure
+    ]
+
+
 def test_a_value_parquet_cannot_hold_is_refused_with_its_row_in_a_later_batch() -> None:
     records = usage(days=10, zones=500)  # 5,000 rows
     records[4_321]["ListCost"] = Decimal("0.1234567890123456789")  # 19 places: Parquet keeps 18

@@ -276,6 +276,7 @@ def test_the_reserve_for_other_tasks_is_not_spent(budget: RateLimitBudget, clock
     with pytest.raises(RateLimitExhausted) as err:
         budget.reserve(max_wait=5)
     assert err.value.wait == 30 and clock.waits == []
+    assert str(err.value) == "rate limit exhausted: the budget resets in 30.0 s"
 
 
 def test_the_reserve_is_at_least_two_percent_of_the_reported_quota(budget: RateLimitBudget) -> None:

@@ -91,3 +91,45 @@ def test_zone_level_rows_are_reconciled_per_zone(sim: Any, cloudflare_conn: str,
         "mismatch_count": 1,
         "mismatches": [expected],
     }
+
+
+def test_a_null_cost_is_listed_and_breaks_the_chain_in_both_reconcilers() -> None:
+    """Used outside the operator (which refuses null costs before reconciling), a null cost is a listed
+    mismatch, and the next row anchors the chain again instead of being checked against it."""
+    from airflow_provider_cfbilling.utils.reconcile import RunningReconciliation, reconcile
+
+    def row(day: int, cost: str | None, cumulated: str | None) -> dict[str, Any]:
+        return {
+            "BillingPeriodStart": "2025-10-01T00:00:00Z",
+            "BillingCurrency": "USD",
+            "ServiceName": "Workers Standard",
+            "ChargePeriodStart": f"2025-10-0{day}T00:00:00Z",
+            "ContractedCost": None if cost is None else Decimal(cost),
+            "CumulatedContractedCost": None if cumulated is None else Decimal(cumulated),
+        }
+
+    rows = [row(1, "1.5", "1.5"), row(2, "0.25", None), row(3, "9", "20"), row(4, "1.25", "21.25")]
+    expected = {
+        "ok": False,
+        "rows_checked": 2,  # day 1 from zero, day 4 against day 3; day 3 only anchors again
+        "groups": 1,
+        "mismatch_count": 1,
+        "mismatches": [
+            {
+                "BillingPeriodStart": "2025-10-01T00:00:00Z",
+                "BillingCurrency": "USD",
+                "ServiceName": "Workers Standard",
+                "ChargePeriodStart": "2025-10-02T00:00:00Z",
+                "ContractedCost": "0.25",
+                "CumulatedContractedCost": None,
+                "previous_CumulatedContractedCost": "1.5",
+                "problem": "null cost value",
+            }
+        ],
+    }
+    assert reconcile(rows) == expected
+    running = RunningReconciliation(complete_periods=True)
+    for record in rows:
+        running.add(record)
+    assert running.in_order
+    assert running.result() == expected

@@ -153,9 +153,9 @@ def _check_filesystem(path: ObjectStoragePath, uri: str) -> None:
 
 
 def _is_a_directory(uri: str) -> CloudflareBillingInputError:
+    # ``uri`` never ends with '/': a destination that does is refused first, and clean_uri drops it from a path.
     return CloudflareBillingInputError(
-        f"destination={uri!r} is a directory: the destination must name the file to write, e.g. "
-        f"'{uri.rstrip('/')}/usage.jsonl'."
+        f"destination={uri!r} is a directory: the destination must name the file to write, e.g. '{uri}/usage.jsonl'."
     )
 
 
