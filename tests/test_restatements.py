@@ -200,6 +200,50 @@ def test_an_unreadable_previous_object_is_replaced_with_the_gap_recorded(cloudfl
     assert hashlib.sha256(destination.read_bytes()).hexdigest() == manifest["sha256"]
 
 
+def parquet_with_one_column() -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = io.BytesIO()
+    pq.write_table(pa.table({"BillingCurrency": ["USD"]}), out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "content", "reason"),
+    [
+        ("jsonl", b'{"BillingCurrency": "USD", "ServiceName": "R2", "ContractedCost": 1.5}\n[1, 2]\n', "record 2 of "),
+        ("json", b'["not a record"]', "record 1 of "),
+        ("jsonl", b'{"BillingCurrency": "USD", "ContractedCost": 1.5}\n', "record 1 has no column ServiceName"),
+        ("csv", b"BillingCurrency,ContractedCost\nUSD,1.5\n", "has no column ServiceName in its header"),
+        ("parquet", parquet_with_one_column(), "has no column ServiceName, ContractedCost in its schema"),
+    ],
+    ids=["jsonl-not-an-object", "json-not-an-object", "jsonl-without-a-column", "csv-header", "parquet-schema"],
+)
+def test_a_previous_object_in_another_shape_is_replaced_with_what_was_wrong_recorded(
+    cloudflare: Any, tmp_path: Path, suffix: str, content: bytes, reason: str
+) -> None:
+    """Someone else's file at the destination: it is replaced, and the manifest says exactly why its totals are
+    missing. Reading it back raises no warning (ijson warns on a file opened as text, and will refuse it)."""
+    import warnings
+
+    destination = tmp_path / f"usage.{suffix}"
+    destination.write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        manifest, _ = run(destination=destination.as_uri())
+    assert [str(w.message) for w in caught if "binary mode" in str(w.message)] == []
+    replaced = manifest["replaced"]
+    assert replaced["totals"] is None
+    assert replaced["totals_error"].startswith(f"the replaced object could not be read as {suffix}: ")
+    assert reason in replaced["totals_error"]
+    if reason.startswith("record 2 of ") or reason.startswith("record 1 of "):
+        assert replaced["totals_error"].endswith(" is not a JSON object")
+    assert hashlib.sha256(destination.read_bytes()).hexdigest() == manifest["sha256"]
+
+
 def test_a_failure_during_the_restatement_write_keeps_the_old_object(
     cloudflare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
