@@ -133,3 +133,27 @@ def test_a_null_cost_is_listed_and_breaks_the_chain_in_both_reconcilers() -> Non
         running.add(record)
     assert running.in_order
     assert running.result() == expected
+
+
+def test_a_cost_that_is_not_a_number_is_named_by_its_column() -> None:
+    """Used outside the operator (whose contract check refuses such a row first), the reconciliation names the
+    column of a cost that is not a number."""
+    import pytest
+
+    from airflow_provider_cfbilling.exceptions import CloudflareResponseError
+    from airflow_provider_cfbilling.utils.reconcile import reconcile
+
+    row = {
+        "BillingPeriodStart": "2025-10-01T00:00:00Z",
+        "BillingCurrency": "USD",
+        "ServiceName": "Workers Standard",
+        "ChargePeriodStart": "2025-10-01T00:00:00Z",
+        "ContractedCost": "abc",
+        "CumulatedContractedCost": Decimal(1),
+    }
+    with pytest.raises(CloudflareResponseError) as failure:
+        reconcile([row])
+    assert str(failure.value) == "Column ContractedCost holds 'abc', which is not a number."
+    with pytest.raises(CloudflareResponseError) as failure:
+        reconcile([{**row, "ContractedCost": Decimal(1), "CumulatedContractedCost": True}])
+    assert str(failure.value) == "Column CumulatedContractedCost holds a boolean (True), not a number."

@@ -80,6 +80,6 @@ def service_category(service_name: str | None, service_family: str | None = None
         if known is not None:
             return known
     family = (service_family or "").strip()
-    if family in FOCUS_CATEGORIES and family != "Other":
+    if family in FOCUS_CATEGORIES:  # "Other" gives OTHER itself
         return family, f"Other ({family})"
     return OTHER
