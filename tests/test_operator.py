@@ -320,8 +320,11 @@ def test_billing_period_placeholder_with_a_date_window_lands_exactly_the_windows
 
 
 def test_billing_period_placeholder_refuses_a_window_spanning_periods(sim: Any, use_conn: Any, tmp_path: Path) -> None:
-    with pytest.raises(CloudflareBillingInputError, match="spans 2 billing periods"):
+    with pytest.raises(CloudflareBillingInputError) as refused:
         run(from_="2025-10-01", to="2025-11-01", destination=tmp_path.as_uri() + "/{billing_period}.jsonl")
+    assert "spans 2 billing periods (2025-09-14, 2025-10-14). Fetch one period (billing_period_of, or the " in str(
+        refused.value
+    )
     assert list(tmp_path.iterdir()) == []
 
 
