@@ -172,6 +172,25 @@ def test_the_object_storage_xcom_backend_lifts_the_limit(
     assert run(max_xcom_bytes=1_000) == expected
 
 
+@pytest.mark.parametrize("missing", ["backend", "path", "threshold"])
+def test_a_partly_configured_object_storage_xcom_backend_keeps_the_limit(
+    sim: Any, use_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, missing: str
+) -> None:
+    """The backend offloads only with its path and a threshold set: without any one of them the limit holds."""
+    from airflow_provider_cfbilling.compat import AirflowFailException
+
+    settings = {
+        "backend": ("AIRFLOW__CORE__XCOM_BACKEND", storage.XCOM_OBJECTSTORAGE_BACKEND),
+        "path": ("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH", tmp_path.as_uri()),
+        "threshold": ("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD", "1000"),
+    }
+    for name, (variable, value) in settings.items():
+        if name != missing:
+            monkeypatch.setenv(variable, value)
+    with pytest.raises(AirflowFailException, match="max_xcom_bytes"):
+        run(max_xcom_bytes=1_000)
+
+
 # -- object storage --------------------------------------------------------------------------------
 
 
