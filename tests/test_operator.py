@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -159,14 +160,20 @@ def test_a_result_too_large_for_xcom_points_to_destination(sim: Any, use_conn: A
     message = str(failure.value)
     assert "destination=" in message and "xcom_objectstorage_path" in message and "max_xcom_bytes" in message
     assert run(max_xcom_bytes=None) == served(sim, STANDARD_ACCOUNT)[0]  # no limit: the whole answer
+    # The limit is inclusive: a result of exactly max_xcom_bytes is returned, one byte more is refused.
+    size = int(re.search(r"\(([\d,]+) bytes as JSON\)", message).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert run(max_xcom_bytes=size) == served(sim, STANDARD_ACCOUNT)[0]
+    with pytest.raises(AirflowFailException, match=rf"exceed max_xcom_bytes={size - 1:,}"):
+        run(max_xcom_bytes=size - 1)
 
 
+@pytest.mark.parametrize("threshold", ["1000", "0"])  # 0: every value goes to object storage
 def test_the_object_storage_xcom_backend_lifts_the_limit(
-    sim: Any, use_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    sim: Any, use_conn: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, threshold: str
 ) -> None:
     monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", storage.XCOM_OBJECTSTORAGE_BACKEND)
     monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH", tmp_path.as_uri())
-    monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD", "1000")
+    monkeypatch.setenv("AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD", threshold)
     expected = served(sim, STANDARD_ACCOUNT)[0]
     assert len(json.dumps(expected)) > 1_000  # the limit would refuse it without that backend
     assert run(max_xcom_bytes=1_000) == expected
