@@ -198,6 +198,19 @@ def test_a_partly_configured_object_storage_xcom_backend_keeps_the_limit(
         run(max_xcom_bytes=1_000)
 
 
+def test_a_focus_landing_of_a_billing_period_takes_its_end_from_the_window(
+    sim: Any, use_conn: Any, tmp_path: Path
+) -> None:
+    """BillingPeriodEnd of a billing_period_of landing is the window's end: the billing info is read once, to
+    place the window, not again for the FOCUS columns."""
+    manifest = run(billing_period_of="2025-10-20", focus_version="1.2", destination=(tmp_path / "f.jsonl").as_uri())
+    assert manifest["rows"] > 0
+    info_calls = [r["path"] for r in sim.requests if r["path"].endswith("/info")]
+    assert info_calls == [f"/client/v4/accounts/{STANDARD_ACCOUNT}/billable-usage/info"]
+    ends = {json.loads(line)["BillingPeriodEnd"] for line in (tmp_path / "f.jsonl").read_text().splitlines()}
+    assert ends == {"2025-11-14T00:00:00Z"}
+
+
 # -- object storage --------------------------------------------------------------------------------
 
 
