@@ -320,6 +320,36 @@ def test_every_source_column_lands_once() -> None:
     assert not any(c.startswith("x_") and c[2:] in FOCUS_COLUMNS["1.2"] for c in focus)
 
 
+def test_values_cloudflare_sends_win_over_the_derived_ones() -> None:
+    """Sent costs, account id and family are kept, not replaced by ContractedCost, the account asked for or Other."""
+    record = {
+        "BillingPeriodStart": "2025-02-01T00:00:00Z",
+        "ContractedCost": Decimal("3.00"),
+        "ListCost": Decimal("4.50"),
+        "BilledCost": Decimal("2.40"),
+        "EffectiveCost": Decimal("2.70"),
+        "PricingQuantity": 3,
+        "BillingAccountId": "billing-parent-account",
+        "ServiceName": "Quantum Widgets",  # not in the service table: the family decides the category
+        "ServiceFamilyName": "Storage",
+    }
+    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
+    view = FocusRecords([record], version="1.2", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
+    (focus,) = list(view)
+    costs = ("ContractedCost", "ListCost", "BilledCost", "EffectiveCost", "ContractedUnitPrice", "ListUnitPrice")
+    assert [focus[column] for column in costs] == [
+        Decimal("3.00"),
+        Decimal("4.50"),
+        Decimal("2.40"),
+        Decimal("2.70"),
+        Decimal("1"),
+        Decimal("1.5"),  # the sent ListCost over the quantity, not ContractedCost's
+    ]
+    assert focus["BillingAccountId"] == "billing-parent-account"
+    assert (focus["ServiceCategory"], focus["ServiceSubcategory"]) == ("Storage", "Other (Storage)")
+    assert focus["x_ServiceFamilyName"] == "Storage"
+
+
 def test_the_service_table_names_real_products() -> None:
     assert all(name == name.strip() and "  " not in name for name in SERVICE_CATEGORIES)
 
