@@ -269,24 +269,60 @@ def test_parquet_decimals_equal_json_literals(costs: list[Decimal]) -> None:
 
 def test_parquet_refuses_to_round_a_cost() -> None:
     record = {"ContractedCost": 1.1234567890123457e-10}
-    with pytest.raises(CloudflareResponseError, match="ContractedCost"):
+    with pytest.raises(CloudflareResponseError) as failure:
         write([record], "parquet")
+    assert str(failure.value) == (
+        "In row 1, ContractedCost is 0.00000000011234567890123457, which Parquet's decimal(38, 18) column cannot "
+        "hold without rounding (at most 20 digits before the decimal point and 18 after). The JSON formats and CSV "
+        "keep every digit the API sent. Nothing was written. Land this answer as JSON Lines, JSON or CSV (e.g. "
+        "file_format='jsonl' with a .jsonl destination) instead of Parquet."
+    )
+
+
+def test_parquet_names_the_row_and_value_of_an_integer_beyond_int64() -> None:
+    records = [{"PricingQuantity": 2**63 - 1}, {"PricingQuantity": 2**63}]
+    with pytest.raises(CloudflareResponseError) as failure:
+        write(records, "parquet")
+    assert str(failure.value) == (
+        "In row 2, PricingQuantity is 9223372036854775808, a number too large for Parquet's int64 column "
+        "(-2**63 to 2**63 - 1). The JSON formats and CSV keep it whole. Nothing was written. Land this answer as "
+        "JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a .jsonl destination) instead of Parquet."
+    )
 
 
 @pytest.mark.parametrize(
     ("column", "value", "message"),
     [
-        ("ContractedCost", "not-a-number", "not a number"),
-        ("ContractedCost", True, "boolean"),
-        ("PricingQuantity", 1.5, "not an integer"),
-        ("ChargePeriodStart", "2025-02-01T00:00:00", "without a UTC offset"),
-        ("ChargePeriodStart", "yesterday", "not an ISO 8601"),
-        ("ChargePeriodStart", "2025-02-01T00:00:00.0005Z", "milliseconds"),
+        ("ContractedCost", "not-a-number", "Column ContractedCost holds 'not-a-number', which is not a number."),
+        ("ContractedCost", True, "Column ContractedCost holds a boolean (True), not a number."),
+        ("PricingQuantity", 1.5, "Column PricingQuantity holds 1.5, which is not an integer."),
+        ("PricingQuantity", "many", "Column PricingQuantity holds 'many', which is not a number."),
+        # A Decimal passes to pyarrow as it is; its refusal is explained by the column's name.
+        ("BilledCost", Decimal("Infinity"), "Column BilledCost holds a non-finite number (Decimal('Infinity'))."),
+        (
+            "ChargePeriodStart",
+            "2025-02-01T00:00:00",
+            "Column ChargePeriodStart holds '2025-02-01T00:00:00', a date-time without a UTC offset; FOCUS "
+            "date-times are UTC.",
+        ),
+        (
+            "ChargePeriodStart",
+            "yesterday",
+            "Column ChargePeriodStart holds 'yesterday', which is not an ISO 8601 date-time.",
+        ),
+        (
+            "ChargePeriodStart",
+            "2025-02-01T00:00:00.0005Z",
+            "Column ChargePeriodStart holds '2025-02-01T00:00:00.0005Z', finer than the milliseconds the Parquet "
+            "schema keeps.",
+        ),
     ],
 )
 def test_parquet_rejects_values_that_do_not_fit(column: str, value: Any, message: str) -> None:
-    with pytest.raises(CloudflareResponseError, match=message):
+    """Each refusal names the column and the value, in its whole message."""
+    with pytest.raises(CloudflareResponseError) as failure:
         write([{column: value}], "parquet")
+    assert str(failure.value) == message
 
 
 def test_parquet_converts_offsets_to_utc() -> None:
