@@ -350,6 +350,53 @@ def test_values_cloudflare_sends_win_over_the_derived_ones() -> None:
     assert focus["x_ServiceFamilyName"] == "Storage"
 
 
+def test_names_and_charge_columns_cloudflare_sends_are_kept_in_focus_1_3() -> None:
+    """Sent charge, issuer, provider, host and pricing-unit values win over Cloudflare's documented defaults."""
+    record = {
+        "BillingPeriodStart": "2025-02-01T00:00:00Z",
+        "ContractedCost": Decimal("2"),
+        "PricingQuantity": 4,
+        "ConsumedQuantity": Decimal("4000000"),
+        "ConsumedUnit": "requests",
+        "PricingUnit": "million requests",
+        "ServiceName": "Workers Standard",
+        "ChargeCategory": "Adjustment",
+        "ChargeClass": "Correction",
+        "ChargeDescription": "Workers requests above the included ten million",
+        "InvoiceIssuerName": "Cloudflare Ltd",
+        "ServiceProviderName": "Example Reseller",
+        "HostProviderName": "Example Host",
+    }
+    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
+    view = FocusRecords([record], version="1.3", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
+    (focus,) = list(view)
+    columns = (
+        "ChargeCategory", "ChargeClass", "ChargeDescription", "InvoiceIssuerName", "ProviderName",
+        "ServiceProviderName", "HostProviderName", "PublisherName", "ConsumedUnit", "PricingUnit",
+    )  # fmt: skip
+    assert [focus[column] for column in columns] == [
+        "Adjustment",
+        "Correction",
+        "Workers requests above the included ten million",
+        "Cloudflare Ltd",
+        "Example Reseller",
+        "Example Reseller",
+        "Example Host",
+        "Cloudflare, Inc.",  # never sent: Cloudflare publishes its own services
+        "requests",
+        "million requests",
+    ]
+
+
+def test_a_focus_cost_that_is_not_a_number_is_refused_by_its_column() -> None:
+    record = {"BillingPeriodStart": "2025-02-01T00:00:00Z", "ContractedCost": 1, "ListCost": "n/a"}
+    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
+    view = FocusRecords([record], version="1.2", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
+    with pytest.raises(CloudflareResponseError) as failure:
+        list(view)
+    assert str(failure.value) == "Column ListCost holds 'n/a', which is not a number."
+
+
 def test_the_service_table_names_real_products() -> None:
     assert all(name == name.strip() and "  " not in name for name in SERVICE_CATEGORIES)
 
