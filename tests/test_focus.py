@@ -350,6 +350,38 @@ def test_values_cloudflare_sends_win_over_the_derived_ones() -> None:
     assert focus["x_ServiceFamilyName"] == "Storage"
 
 
+def test_focus_1_3_derives_every_name_the_older_paths_do_not_send() -> None:
+    """No provider, host, issuer or charge columns sent: Cloudflare's documented values, the service's name."""
+    record = {
+        "BillingPeriodStart": "2025-02-01T00:00:00Z",
+        "ContractedCost": Decimal("2"),
+        "PricingQuantity": 4,
+        "ConsumedQuantity": Decimal("4"),
+        "ConsumedUnit": "GB-month",
+        "ServiceName": "R2 Storage",
+    }
+    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
+    view = FocusRecords([record], version="1.3", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
+    (focus,) = list(view)
+    columns = (
+        "ProviderName", "ServiceProviderName", "HostProviderName", "PublisherName", "InvoiceIssuerName",
+        "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency", "PricingCategory", "ConsumedUnit",
+        "PricingUnit", "BillingAccountId", "BilledCost", "EffectiveCost", "ListCost",
+    )  # fmt: skip
+    assert [focus[column] for column in columns] == [
+        *["Cloudflare, Inc."] * 5,
+        "Usage",
+        None,
+        "R2 Storage",
+        "Usage-Based",
+        "Standard",
+        "GB-Months",
+        "GB-Months",
+        STANDARD_ACCOUNT,
+        *[Decimal("2")] * 3,
+    ]
+
+
 def test_names_and_charge_columns_cloudflare_sends_are_kept_in_focus_1_3() -> None:
     """Sent charge, issuer, provider, host and pricing-unit values win over Cloudflare's documented defaults."""
     record = {
