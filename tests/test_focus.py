@@ -10,6 +10,8 @@ import csv
 import datetime as dt
 import io
 import json
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -250,6 +252,9 @@ def test_focus_output_carries_no_credential(sim: Any, use_conn: Any, tmp_path: P
         ("", "Count"),
         (None, "Count"),
         ("Transformations", "Transformations"),
+        ("vCPU-GB-hours", "vCPU-GB-Hours"),  # the unit after the last separator
+        ("/hour", "/hour"),  # nothing before the separator: not a rate, left as sent
+        ("GB-month.", "GB-month."),  # only a plural s is dropped to find a time unit
     ],
 )
 def test_units_are_put_in_the_focus_unit_format(unit: Any, expected: str) -> None:
@@ -264,6 +269,16 @@ def test_unit_prices_are_exact_quotients_rounded_once() -> None:
     assert unit_price(Decimal("5"), None) is None
     # A cost with more digits than a double keeps: the quotient is computed in decimal, not binary.
     assert unit_price(Decimal("0.123456789012345678"), Decimal(1)) == Decimal("0.123456789012345678")
+    # The largest cost Parquet's decimal(38, 18) holds: 38 digits, more than the default context's 28.
+    largest = Decimal("99999999999999999999.999999999999999999")
+    assert unit_price(largest, Decimal(1)) == largest
+
+
+def test_unit_prices_are_written_without_trailing_zeros_and_a_free_one_at_full_scale() -> None:
+    """The digits as the files write them (a zero price keeps its 18 places: landed files' bytes stay as they are)."""
+    assert f"{unit_price(Decimal('0.75'), Decimal(150000)):f}" == "0.000005"
+    assert f"{unit_price(Decimal('120'), Decimal(4)):f}" == "30"
+    assert f"{unit_price(Decimal('0'), Decimal(5)):f}" == "0.000000000000000000"
 
 
 @pytest.mark.parametrize(
@@ -290,6 +305,78 @@ def test_a_billing_period_start_the_rule_does_not_know_is_refused_by_name() -> N
         CloudflareResponseError, match=r"BillingPeriodStart '2025-02-03T00:00:00Z'.*2025-02-01T00:00:00Z"
     ):
         list(view)
+
+
+_UTC = dt.timezone.utc
+_TWO_PERIODS = {
+    dt.datetime(2025, 1, 1, tzinfo=_UTC): dt.datetime(2025, 2, 1, tzinfo=_UTC),
+    dt.datetime(2025, 2, 1, tzinfo=_UTC): dt.datetime(2025, 3, 1, tzinfo=_UTC),
+}
+
+
+@pytest.mark.parametrize(
+    ("start", "ends", "known"),
+    [
+        ("2025-02-03T00:00:00Z", _TWO_PERIODS, "2025-01-01T00:00:00Z, 2025-02-01T00:00:00Z"),
+        ("2025-02-01T00:00:00Z", {}, "none"),
+        # A period that ends where it starts is no period.
+        (
+            "2025-02-01T00:00:00Z",
+            {dt.datetime(2025, 2, 1, tzinfo=_UTC): dt.datetime(2025, 2, 1, tzinfo=_UTC)},
+            "2025-02-01T00:00:00Z",
+        ),
+    ],
+    ids=["unknown start", "no periods", "empty period"],
+)
+def test_a_billing_period_end_that_cannot_be_derived_is_refused_with_the_known_periods(
+    start: str, ends: dict[dt.datetime, dt.datetime], known: str
+) -> None:
+    record = {"BillingPeriodStart": start, "ContractedCost": 1}
+    view = FocusRecords([record], version="1.2", account_id="acc-1", billing_period_ends=ends)
+    with pytest.raises(CloudflareResponseError) as failure:
+        list(view)
+    assert str(failure.value) == (
+        f"A usage record of account acc-1 has BillingPeriodStart {start!r}, which does not start a billing period "
+        "of the account's cycle as computed from its billing-cycle anchor (periods known: "
+        f"{known}), so its BillingPeriodEnd cannot be derived and no FOCUS file was written. For an account with "
+        "several subscriptions, pass the subscription_id whose cycle bills this usage; otherwise land it without "
+        "focus_version and report it."
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        ("yesterday", "Column BillingPeriodStart holds 'yesterday', which is not an ISO 8601 date-time."),
+        (["2025-02-01"], "Column BillingPeriodStart holds ['2025-02-01'], which is not an ISO 8601 date-time."),
+    ],
+)
+def test_a_billing_period_start_that_is_no_date_time_is_refused_by_its_column(start: Any, message: str) -> None:
+    record = {"BillingPeriodStart": start, "ContractedCost": 1}
+    view = FocusRecords([record], version="1.2", account_id="acc-1", billing_period_ends=_TWO_PERIODS)
+    with pytest.raises(CloudflareResponseError) as failure:
+        list(view)
+    assert str(failure.value) == message
+
+
+@pytest.fixture
+def new_york_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is America/New_York for the test (a worker not set to UTC)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("new_york_host")
+def test_billing_period_end_is_written_in_utc_whatever_the_hosts_time_zone() -> None:
+    assert dt.datetime(2025, 3, 1, tzinfo=_UTC).astimezone().utcoffset() == dt.timedelta(hours=-5)  # the zone took
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    ends = {dt.datetime(2025, 2, 1, tzinfo=_UTC): dt.datetime(2025, 3, 1, 2, tzinfo=plus_two)}  # 1 March 00:00 UTC
+    record = {"BillingPeriodStart": "2025-02-01T00:00:00Z", "ContractedCost": 1}
+    (focus,) = list(FocusRecords([record], version="1.2", account_id="acc-1", billing_period_ends=ends))
+    assert focus["BillingPeriodEnd"] == "2025-03-01T00:00:00Z"
 
 
 def test_every_source_column_lands_once() -> None:
@@ -332,6 +419,7 @@ def test_values_cloudflare_sends_win_over_the_derived_ones() -> None:
         "BillingAccountId": "billing-parent-account",
         "ServiceName": "Quantum Widgets",  # not in the service table: the family decides the category
         "ServiceFamilyName": "Storage",
+        "CumulatedContractedCost": 0.1,  # a float (a record built by hand): the decimal its repr shows
     }
     ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
     view = FocusRecords([record], version="1.2", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
@@ -348,6 +436,7 @@ def test_values_cloudflare_sends_win_over_the_derived_ones() -> None:
     assert focus["BillingAccountId"] == "billing-parent-account"
     assert (focus["ServiceCategory"], focus["ServiceSubcategory"]) == ("Storage", "Other (Storage)")
     assert focus["x_ServiceFamilyName"] == "Storage"
+    assert focus["x_CumulatedContractedCost"] == Decimal("0.1")
 
 
 def test_focus_1_3_derives_every_name_the_older_paths_do_not_send() -> None:
