@@ -437,6 +437,7 @@ def test_values_cloudflare_sends_win_over_the_derived_ones() -> None:
     assert (focus["ServiceCategory"], focus["ServiceSubcategory"]) == ("Storage", "Other (Storage)")
     assert focus["x_ServiceFamilyName"] == "Storage"
     assert focus["x_CumulatedContractedCost"] == Decimal("0.1")
+    assert focus["ConsumedQuantity"] is None and focus["ConsumedUnit"] is None  # no quantity, no unit
 
 
 def test_focus_1_3_derives_every_name_the_older_paths_do_not_send() -> None:

@@ -279,6 +279,19 @@ def test_parquet_refuses_to_round_a_cost() -> None:
     )
 
 
+def test_parquet_refuses_a_cost_of_twenty_one_integer_digits() -> None:
+    """10**20 is the first value past decimal(38, 18)'s 20 integer digits."""
+    records = [{"BilledCost": Decimal("99999999999999999999.999999999999999999")}, {"BilledCost": Decimal("1E+20")}]
+    with pytest.raises(CloudflareResponseError) as failure:
+        write(records, "parquet")
+    assert str(failure.value) == (
+        "In row 2, BilledCost is 100000000000000000000.0, which Parquet's decimal(38, 18) column cannot hold "
+        "without rounding (at most 20 digits before the decimal point and 18 after). The JSON formats and CSV "
+        "keep every digit the API sent. Nothing was written. Land this answer as JSON Lines, JSON or CSV (e.g. "
+        "file_format='jsonl' with a .jsonl destination) instead of Parquet."
+    )
+
+
 def test_parquet_names_the_row_and_value_of_an_integer_beyond_int64() -> None:
     records = [{"PricingQuantity": 2**63 - 1}, {"PricingQuantity": 2**63}]
     with pytest.raises(CloudflareResponseError) as failure:
