@@ -372,6 +372,25 @@ def test_json_text_keeps_plain_decimals() -> None:
     assert json.loads(json_text({"a": 0.000005, "f": [1e22]})) == {"a": 0.000005, "f": [1e22]}
 
 
+def test_a_decimal_beyond_floats_range_is_written_whole() -> None:
+    """1E+400 is a finite decimal (a float would be infinite): JSON text and CSV write every digit."""
+    huge = Decimal("1E+400")
+    assert json_text(huge) == "1" + "0" * 400 + ".0"
+    rows = list(csv.DictReader(io.StringIO(write([{"ContractedCost": huge}], "csv").decode())))
+    assert rows[0]["ContractedCost"] == "1" + "0" * 400 + ".0"
+
+
+def test_parquet_writes_a_file_of_a_single_column() -> None:
+    buffer = io.BytesIO()
+    writer = formats.open_writer(buffer, "parquet", ["ContractedCost"])
+    writer.write({"ContractedCost": Decimal("1.5")})
+    writer.write({"ContractedCost": None})
+    assert writer.close() == 2
+    table = pq.read_table(io.BytesIO(buffer.getvalue()))
+    assert table.column_names == ["ContractedCost"]
+    assert table["ContractedCost"].to_pylist() == [Decimal("1.5"), None]
+
+
 def test_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="Unknown file format 'xlsx'"):
         write([], "xlsx")
