@@ -185,7 +185,7 @@ class FocusRecords:
     record at a time. ``column_types`` declares the dataset's columns, in order, with their kinds, so that
     every file format writes the same columns, an empty period included.
 
-    :param records: the API's records (checked by ``formats.check_records``)
+    :param records: the API's records (checked by ``formats.RecordCheck``)
     :param version: ``"1.2"`` or ``"1.3"``
     :param account_id: the account asked for: BillingAccountId where Cloudflare does not send it
     :param billing_period_ends: BillingPeriodStart -> BillingPeriodEnd (UTC) of every billing period the

@@ -196,18 +196,6 @@ def to_utc_timestamp(value: Any, column: str = "value") -> dt.datetime | None:
     return parsed.astimezone(dt.timezone.utc)
 
 
-def check_records(records: Iterable[Record], source: str) -> None:
-    """Check that every record carries the 11 columns Cloudflare documents as required (see :class:`RecordCheck`).
-
-    :param records: the API's records
-    :param source: what they are, for the message (e.g. "the usage of account 023e...")
-    :raises CloudflareResponseError: naming the column, the row and the value
-    """
-    check = RecordCheck(source)
-    for row, record in enumerate(records, 1):
-        check(record, row)
-
-
 # Required columns by kind, for RecordCheck's fast path.
 _REQUIRED_STRINGS = tuple(c for c in REQUIRED_COLUMNS if c in _STRING_COLUMNS)
 _REQUIRED_STAMPS = tuple(c for c in REQUIRED_COLUMNS if c in TIMESTAMP_COLUMNS)
