@@ -51,6 +51,13 @@ PERIOD = {"from": "2025-09-14", "to": "2025-10-14"}  # STANDARD_ACCOUNT's period
 HALF_ULP = Decimal("0.5e-18")
 
 
+def february_focus(record: dict[str, Any], version: str) -> dict[str, Any]:
+    """The FOCUS record of one February 2025 usage record of the standard account."""
+    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
+    (focus,) = FocusRecords([record], version=version, account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
+    return focus
+
+
 def served_period(sim: Any, account: str = STANDARD_ACCOUNT) -> list[dict[str, Any]]:
     """The API's records of the period, numbers as exact decimals (the oracle)."""
     return in_window(served(sim, account, **PERIOD)[1], PERIOD["from"], PERIOD["to"])
@@ -421,9 +428,7 @@ def test_values_cloudflare_sends_win_over_the_derived_ones() -> None:
         "ServiceFamilyName": "Storage",
         "CumulatedContractedCost": 0.1,  # a float (a record built by hand): the decimal its repr shows
     }
-    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
-    view = FocusRecords([record], version="1.2", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
-    (focus,) = list(view)
+    focus = february_focus(record, "1.2")
     costs = ("ContractedCost", "ListCost", "BilledCost", "EffectiveCost", "ContractedUnitPrice", "ListUnitPrice")
     assert [focus[column] for column in costs] == [
         Decimal("3.00"),
@@ -450,9 +455,7 @@ def test_focus_1_3_derives_every_name_the_older_paths_do_not_send() -> None:
         "ConsumedUnit": "GB-month",
         "ServiceName": "R2 Storage",
     }
-    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
-    view = FocusRecords([record], version="1.3", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
-    (focus,) = list(view)
+    focus = february_focus(record, "1.3")
     columns = (
         "ProviderName", "ServiceProviderName", "HostProviderName", "PublisherName", "InvoiceIssuerName",
         "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency", "PricingCategory", "ConsumedUnit",
@@ -489,9 +492,7 @@ def test_names_and_charge_columns_cloudflare_sends_are_kept_in_focus_1_3() -> No
         "ServiceProviderName": "Example Reseller",
         "HostProviderName": "Example Host",
     }
-    ends = {dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc): dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)}
-    view = FocusRecords([record], version="1.3", account_id=STANDARD_ACCOUNT, billing_period_ends=ends)
-    (focus,) = list(view)
+    focus = february_focus(record, "1.3")
     columns = (
         "ChargeCategory", "ChargeClass", "ChargeDescription", "InvoiceIssuerName", "ProviderName",
         "ServiceProviderName", "HostProviderName", "PublisherName", "ConsumedUnit", "PricingUnit",

@@ -267,28 +267,34 @@ def test_parquet_decimals_equal_json_literals(costs: list[Decimal]) -> None:
     assert [Decimal(r["ContractedCost"]) for r in csv_rows] == costs
 
 
-def test_parquet_refuses_to_round_a_cost() -> None:
-    record = {"ContractedCost": 1.1234567890123457e-10}
-    with pytest.raises(CloudflareResponseError) as failure:
-        write([record], "parquet")
-    assert str(failure.value) == (
-        "In row 1, ContractedCost is 0.00000000011234567890123457, which Parquet's decimal(38, 18) column cannot "
-        "hold without rounding (at most 20 digits before the decimal point and 18 after). The JSON formats and CSV "
-        "keep every digit the API sent. Nothing was written. Land this answer as JSON Lines, JSON or CSV (e.g. "
-        "file_format='jsonl' with a .jsonl destination) instead of Parquet."
-    )
+# How every Parquet refusal of a value ends.
+LAND_ELSEWHERE = (
+    "Nothing was written. Land this answer as JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a .jsonl "
+    "destination) instead of Parquet."
+)
 
 
-def test_parquet_refuses_a_cost_of_twenty_one_integer_digits() -> None:
-    """10**20 is the first value past decimal(38, 18)'s 20 integer digits."""
-    records = [{"BilledCost": Decimal("99999999999999999999.999999999999999999")}, {"BilledCost": Decimal("1E+20")}]
+@pytest.mark.parametrize(
+    ("records", "row", "column", "shown"),
+    [
+        ([{"ContractedCost": 1.1234567890123457e-10}], 1, "ContractedCost", "0.00000000011234567890123457"),
+        # 10**20 is the first value past decimal(38, 18)'s 20 integer digits.
+        (
+            [{"BilledCost": Decimal("99999999999999999999.999999999999999999")}, {"BilledCost": Decimal("1E+20")}],
+            2,
+            "BilledCost",
+            "100000000000000000000.0",
+        ),
+    ],
+    ids=["too-many-decimal-places", "twenty-one-integer-digits"],
+)
+def test_parquet_refuses_to_round_a_cost(records: list[dict[str, Any]], row: int, column: str, shown: str) -> None:
     with pytest.raises(CloudflareResponseError) as failure:
         write(records, "parquet")
     assert str(failure.value) == (
-        "In row 2, BilledCost is 100000000000000000000.0, which Parquet's decimal(38, 18) column cannot hold "
-        "without rounding (at most 20 digits before the decimal point and 18 after). The JSON formats and CSV "
-        "keep every digit the API sent. Nothing was written. Land this answer as JSON Lines, JSON or CSV (e.g. "
-        "file_format='jsonl' with a .jsonl destination) instead of Parquet."
+        f"In row {row}, {column} is {shown}, which Parquet's decimal(38, 18) column cannot hold without rounding "
+        "(at most 20 digits before the decimal point and 18 after). The JSON formats and CSV keep every digit the "
+        f"API sent. {LAND_ELSEWHERE}"
     )
 
 
@@ -298,8 +304,7 @@ def test_parquet_names_the_row_and_value_of_an_integer_beyond_int64() -> None:
         write(records, "parquet")
     assert str(failure.value) == (
         "In row 2, PricingQuantity is 9223372036854775808, a number too large for Parquet's int64 column "
-        "(-2**63 to 2**63 - 1). The JSON formats and CSV keep it whole. Nothing was written. Land this answer as "
-        "JSON Lines, JSON or CSV (e.g. file_format='jsonl' with a .jsonl destination) instead of Parquet."
+        f"(-2**63 to 2**63 - 1). The JSON formats and CSV keep it whole. {LAND_ELSEWHERE}"
     )
 
 
