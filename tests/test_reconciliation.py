@@ -12,10 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import fetch_answer
 
+from airflow_provider_cfbilling.exceptions import CloudflareResponseError
 from airflow_provider_cfbilling.operators.billing import CloudflarePaygoUsageOperator
 from airflow_provider_cfbilling.testing.simulator import LARGE_ACCOUNT, STANDARD_ACCOUNT
+from airflow_provider_cfbilling.utils.reconcile import RunningReconciliation, reconcile
 
 
 def served(sim: Any, account: str, **query: str) -> list[dict[str, Any]]:
@@ -93,22 +96,27 @@ def test_zone_level_rows_are_reconciled_per_zone(sim: Any, cloudflare_conn: str,
     }
 
 
+def october_row(day: int, cost: Any, cumulated: Any) -> dict[str, Any]:
+    """One Workers Standard row of October 2025, as a caller outside the operator might pass it."""
+    return {
+        "BillingPeriodStart": "2025-10-01T00:00:00Z",
+        "BillingCurrency": "USD",
+        "ServiceName": "Workers Standard",
+        "ChargePeriodStart": f"2025-10-0{day}T00:00:00Z",
+        "ContractedCost": cost,
+        "CumulatedContractedCost": cumulated,
+    }
+
+
 def test_a_null_cost_is_listed_and_breaks_the_chain_in_both_reconcilers() -> None:
     """Used outside the operator (which refuses null costs before reconciling), a null cost is a listed
     mismatch, and the next row anchors the chain again instead of being checked against it."""
-    from airflow_provider_cfbilling.utils.reconcile import RunningReconciliation, reconcile
-
-    def row(day: int, cost: str | None, cumulated: str | None) -> dict[str, Any]:
-        return {
-            "BillingPeriodStart": "2025-10-01T00:00:00Z",
-            "BillingCurrency": "USD",
-            "ServiceName": "Workers Standard",
-            "ChargePeriodStart": f"2025-10-0{day}T00:00:00Z",
-            "ContractedCost": None if cost is None else Decimal(cost),
-            "CumulatedContractedCost": None if cumulated is None else Decimal(cumulated),
-        }
-
-    rows = [row(1, "1.5", "1.5"), row(2, "0.25", None), row(3, "9", "20"), row(4, "1.25", "21.25")]
+    rows = [
+        october_row(1, Decimal("1.5"), Decimal("1.5")),
+        october_row(2, Decimal("0.25"), None),
+        october_row(3, Decimal("9"), Decimal("20")),
+        october_row(4, Decimal("1.25"), Decimal("21.25")),
+    ]
     expected = {
         "ok": False,
         "rows_checked": 2,  # day 1 from zero, day 4 against day 3; day 3 only anchors again
@@ -138,22 +146,9 @@ def test_a_null_cost_is_listed_and_breaks_the_chain_in_both_reconcilers() -> Non
 def test_a_cost_that_is_not_a_number_is_named_by_its_column() -> None:
     """Used outside the operator (whose contract check refuses such a row first), the reconciliation names the
     column of a cost that is not a number."""
-    import pytest
-
-    from airflow_provider_cfbilling.exceptions import CloudflareResponseError
-    from airflow_provider_cfbilling.utils.reconcile import reconcile
-
-    row = {
-        "BillingPeriodStart": "2025-10-01T00:00:00Z",
-        "BillingCurrency": "USD",
-        "ServiceName": "Workers Standard",
-        "ChargePeriodStart": "2025-10-01T00:00:00Z",
-        "ContractedCost": "abc",
-        "CumulatedContractedCost": Decimal(1),
-    }
     with pytest.raises(CloudflareResponseError) as failure:
-        reconcile([row])
+        reconcile([october_row(1, "abc", Decimal(1))])
     assert str(failure.value) == "Column ContractedCost holds 'abc', which is not a number."
     with pytest.raises(CloudflareResponseError) as failure:
-        reconcile([{**row, "ContractedCost": Decimal(1), "CumulatedContractedCost": True}])
+        reconcile([october_row(1, Decimal(1), True)])
     assert str(failure.value) == "Column CumulatedContractedCost holds a boolean (True), not a number."
