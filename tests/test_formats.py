@@ -370,6 +370,47 @@ def test_empty_results_are_valid_files() -> None:
     assert table.schema.field("ContractedCost").type == pa.decimal128(38, 18)
 
 
+def _batches_of_rows(rows: int) -> list[dict[str, Any]]:
+    """``rows`` records of two unknown columns (ranked by name: ``x_a`` then ``x_b``), keys given the other way
+    round; ``x_a`` needs CSV quoting and UTF-8."""
+    return [{"x_b": Decimal(f"{row}.25"), "x_a": f'say "é", {row}'} for row in range(rows)]
+
+
+@pytest.mark.parametrize("rows", [1, 2_000, 2_001, 4_003])  # one record; a whole batch; past one; three batches
+def test_text_formats_are_exactly_these_bytes_across_write_batches(rows: int) -> None:
+    """The writers encode and write 2,000 records at a time: the bytes are exactly the text written out here
+    (an f-string per row, not the module's encoder), whichever batch a row fell in."""
+    records = _batches_of_rows(rows)
+    lines = [f'{{"x_a":"say \\"é\\", {row}","x_b":{row}.25}}' for row in range(rows)]
+    assert write(records, "jsonl") == ("".join(line + "\n" for line in lines)).encode()
+    assert write(records, "json") == ("[\n" + ",\n".join(lines) + "\n]\n").encode()
+    # CSV's header is the columns it is given (write_records adds the API's required ones, tested above).
+    buffer = io.BytesIO()
+    writer = formats.open_writer(buffer, "csv", ["x_a", "x_b"])
+    for record in records:
+        writer.write(record)
+    assert writer.close() == rows
+    csv_rows = "".join(f'"say ""é"", {row}",{row}.25\r\n' for row in range(rows))
+    assert buffer.getvalue() == ("x_a,x_b\r\n" + csv_rows).encode()
+
+
+def test_a_declared_dataset_keeps_its_key_order_in_the_json_formats() -> None:
+    """A declared dataset (FOCUS) keeps the order its records give, across batches, in JSON Lines and JSON."""
+    records = _batches_of_rows(2_001)
+    lines = [f'{{"x_b":{row}.25,"x_a":"say \\"é\\", {row}"}}' for row in range(2_001)]
+    declared = {"x_b": formats.DECIMAL_KIND, "x_a": formats.STRING_KIND}
+    for file_format, expected in (
+        ("jsonl", "".join(line + "\n" for line in lines)),
+        ("json", "[\n" + ",\n".join(lines) + "\n]\n"),
+    ):
+        buffer = io.BytesIO()
+        writer = formats.open_writer(buffer, file_format, ["x_b", "x_a"], declared)
+        for record in records:
+            writer.write(record)
+        assert writer.close() == 2_001
+        assert buffer.getvalue() == expected.encode(), file_format
+
+
 def test_json_text_keeps_plain_decimals() -> None:
     assert json_text({"a": 0.000005, "b": 3.0, "c": 150000, "d": None, "e": "x", "f": [1e22]}) == (
         '{"a":0.000005,"b":3.0,"c":150000,"d":null,"e":"x","f":[10000000000000000000000.0]}'
