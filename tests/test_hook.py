@@ -576,14 +576,24 @@ def test_list_accounts_stops_at_the_page_count_even_after_a_full_page(sim, use_c
 
 
 @pytest.mark.parametrize(
-    "result",
-    [[{"id": FOCUS_ACCOUNT, "name": "a"}, "not an account"], [{"name": "no id"}], [{"id": 7}], {"id": FOCUS_ACCOUNT}],
-    ids=["a-string-item", "an-item-without-id", "a-numeric-id", "an-object"],
+    ("result", "kind"),
+    [
+        ([{"id": FOCUS_ACCOUNT, "name": "a"}, "not an account"], "array"),
+        ([{"name": "no id"}], "array"),
+        ([{"id": 7}], "array"),
+        ({"id": FOCUS_ACCOUNT}, "object"),
+        (None, "null"),
+    ],
+    ids=["a-string-item", "an-item-without-id", "a-numeric-id", "an-object", "null"],
 )
-def test_list_accounts_refuses_a_result_that_is_not_a_list_of_accounts(sim, use_conn, result):
+def test_list_accounts_refuses_a_result_that_is_not_a_list_of_accounts(sim, use_conn, result, kind):
     sim.add_fault("canned_result", routes=["accounts"], result=result)
-    with pytest.raises(CloudflareResponseError, match=r"List Accounts \(page 1\) with a 'result' that is not a list"):
+    with pytest.raises(CloudflareResponseError) as err:
         use_conn().list_accounts()
+    assert str(err.value) == (
+        "Cloudflare answered List Accounts (page 1) with a 'result' that is not a list of accounts with an 'id' "
+        f"({kind}). A proxy or an API change; retry later, and report it if it persists."
+    )
 
 
 def test_list_accounts_without_result_info_takes_a_short_page_for_the_last(sim, use_conn):
